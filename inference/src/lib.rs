@@ -1,0 +1,1 @@
+//! Models served on the Agora mesh, built on burn. Filled by the inference issue.

@@ -1,0 +1,1 @@
+//! Agora's ledger: receipts store, state machine, Yuma consensus, emission. Filled by the consensus issue.

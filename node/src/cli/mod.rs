@@ -1,0 +1,65 @@
+//! Argument parsing and dispatch for every `agora` subcommand.
+
+pub mod consensus;
+pub mod demo;
+pub mod infer;
+pub mod wallet;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Agora: a peer-to-peer marketplace for machine intelligence.
+///
+/// Peers serve models (miners), score each other (validators) and settle every answer with a receipt
+/// signed by both sides. Start with `agora wallet new`, then `agora demo` for a local mesh.
+#[derive(Debug, Parser)]
+#[command(name = "agora", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace). `RUST_LOG` overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, restore, inspect and use coldkey/hotkey wallets.
+    #[command(subcommand)]
+    Wallet(wallet::WalletCommand),
+    /// Run models locally on the cached weights (no network).
+    #[command(subcommand)]
+    Infer(infer::InferCommand),
+    /// Yuma consensus and emission, exactly as the Bittensor chain computes them.
+    #[command(subcommand)]
+    Consensus(consensus::ConsensusCommand),
+    /// Run the local showcase: everything Agora can do today, on this machine.
+    Demo(demo::DemoArgs),
+}
+
+/// Runs the parsed command. Subcommands return their own exit code where the spec fixes one.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Wallet(cmd) => wallet::run(cmd),
+        Command::Infer(cmd) => infer::run(cmd),
+        Command::Consensus(cmd) => consensus::run(cmd),
+        Command::Demo(args) => demo::run(args),
+    }
+}
+
+/// Logs go to stderr so that stdout stays machine-readable (JSON lines, tables).
+pub fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,1 @@
+//! Agora wallets. Filled by the foundation issue.
