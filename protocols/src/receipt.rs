@@ -1,0 +1,1 @@
+pub struct Receipt; pub struct ReceiptBody; pub enum Task {} pub enum ReceiptError {}
