@@ -1,1 +1,3 @@
-//! Models served on the Agora mesh, built on burn. Filled by the inference issue.
+//! Models served on the Agora mesh, built on burn, with real weights from a local model cache.
+
+pub mod generation;
