@@ -28,11 +28,21 @@ pub enum KeyfileError {
     #[error("wrong password")]
     WrongPassword,
     /// The password is right but the ciphertext or the header it is bound to was altered.
-    #[error("keyfile was tampered with or damaged: the password is right but the ciphertext fails authentication")]
+    #[error(
+        "keyfile was tampered with or damaged: the password is right but the ciphertext fails authentication"
+    )]
     Tampered,
     /// The decrypted (or plaintext) secret does not belong to the public key stored beside it.
     #[error("the secret key does not match the public key recorded in the keyfile")]
     KeyMismatch,
+    /// A hotkey file where a coldkey was expected, or the reverse.
+    #[error("this is a {found} file, not a {expected} file")]
+    WrongKind {
+        /// The role the caller asked for.
+        expected: crate::keyfile::KeyKind,
+        /// The role recorded in the file.
+        found: crate::keyfile::KeyKind,
+    },
     /// The keyfile is encrypted and no password was given.
     #[error("this key is encrypted: a password is needed")]
     PasswordRequired,
@@ -118,6 +128,9 @@ pub enum WalletError {
     /// A password file or environment variable could not be used.
     #[error("password: {0}")]
     Password(String),
+    /// The key could not be turned into a libp2p identity.
+    #[error("libp2p identity: {0}")]
+    Identity(String),
     /// The home directory could not be found for the default wallet path.
     #[error("cannot find the home directory: set the wallet path explicitly")]
     NoHome,
