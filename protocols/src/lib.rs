@@ -21,6 +21,6 @@ pub mod signed;
 pub use codec::{CodecError, decode, encode};
 pub use id::ContentId;
 pub use keys::{PublicKey, SecretKey, Signature};
-pub use merkle::{MerkleProof, MerkleTree};
-pub use receipt::{Receipt, ReceiptBody, ReceiptError, Task};
+pub use merkle::{MerkleProof, MerkleTree, ProofError};
+pub use receipt::{ProviderReceipt, Receipt, ReceiptBody, ReceiptError, Task};
 pub use signed::{Domain, SignError, Signed, WireMessage};
