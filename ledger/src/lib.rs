@@ -1,1 +1,7 @@
-//! Agora's ledger: receipts store, state machine, Yuma consensus, emission. Filled by the consensus issue.
+//! Agora's ledger: receipts store, state machine, Yuma consensus, emission.
+//!
+//! Consensus and emission follow the Bittensor chain to the bit (`spec/consensus.md`), so they are
+//! pure functions over plain data: [`consensus::run_epoch`] and the [`emission`] schedule.
+
+pub mod consensus;
+pub mod emission;

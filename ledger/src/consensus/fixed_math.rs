@@ -1,0 +1,409 @@
+//! `I32F32` fixed point with the exact rounding of the chain's `substrate-fixed` 0.6 types.
+//!
+//! Bit-compatibility with subtensor depends on every rounding step, so the type is ours, with each
+//! operation written out against the integer it stands for (`bits / 2^32`):
+//!
+//! * multiplication keeps the full 128-bit product and shifts right arithmetically: **floor**;
+//! * division computes `(a << 32) / b` with integer division: **truncation toward zero**; the chain's
+//!   `safe_div` gives 0 when `b` is zero or the quotient does not fit;
+//! * additions are exact integer adds (saturating here, where the chain's ranges never reach);
+//! * conversion to an integer is **floor**, saturating at the target's bounds.
+//!
+//! Nothing here panics: every operation has a defined result for every input.
+
+use std::fmt;
+
+/// Number of fractional bits of [`I32F32`].
+pub const FRAC_BITS: u32 = 32;
+
+/// A signed fixed-point number with 32 integer and 32 fractional bits, stored as `bits / 2^32`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct I32F32(i64);
+
+impl fmt::Debug for I32F32 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Decimal first for humans, bits second because the bits are what must match the chain.
+        write!(f, "{:.10}({:#x})", self.to_f64(), self.0)
+    }
+}
+
+impl I32F32 {
+    /// 0.
+    pub const ZERO: Self = Self(0);
+    /// 1.
+    pub const ONE: Self = Self(1 << FRAC_BITS);
+    /// 0.5, exact.
+    pub const HALF: Self = Self(1 << (FRAC_BITS - 1));
+    /// Largest value, `2^31 - 2^-32`.
+    pub const MAX: Self = Self(i64::MAX);
+    /// Smallest value, `-2^31`.
+    pub const MIN: Self = Self(i64::MIN);
+    /// 65535 as a number: the scale of every on-chain `u16` proportion.
+    pub const U16_MAX: Self = Self((u16::MAX as i64) << FRAC_BITS);
+
+    /// The value whose raw representation is `bits`.
+    pub const fn from_bits(bits: i64) -> Self {
+        Self(bits)
+    }
+
+    /// The raw representation, `value * 2^32`.
+    pub const fn to_bits(self) -> i64 {
+        self.0
+    }
+
+    /// An integer, exactly.
+    pub const fn from_u16(x: u16) -> Self {
+        Self((x as i64) << FRAC_BITS)
+    }
+
+    /// An integer, exactly.
+    pub const fn from_i32(x: i32) -> Self {
+        Self((x as i64) << FRAC_BITS)
+    }
+
+    /// An integer, saturating at [`I32F32::MAX`] (`saturating_from_num`).
+    pub fn saturating_from_u64(x: u64) -> Self {
+        if x > i32::MAX as u64 {
+            Self::MAX
+        } else {
+            Self((x as i64) << FRAC_BITS)
+        }
+    }
+
+    /// Approximate value, for messages and tests only: never on the bit-exact path.
+    pub fn to_f64(self) -> f64 {
+        self.0 as f64 / (1u64 << FRAC_BITS) as f64
+    }
+
+    /// Exact sum, saturating at the bounds.
+    #[must_use]
+    pub const fn saturating_add(self, rhs: Self) -> Self {
+        Self(self.0.saturating_add(rhs.0))
+    }
+
+    /// Exact difference, saturating at the bounds.
+    #[must_use]
+    pub const fn saturating_sub(self, rhs: Self) -> Self {
+        Self(self.0.saturating_sub(rhs.0))
+    }
+
+    /// `floor(a * b)`, `None` when it does not fit (`checked_mul`).
+    #[must_use]
+    pub fn checked_mul(self, rhs: Self) -> Option<Self> {
+        let prod = i128::from(self.0) * i128::from(rhs.0);
+        // Arithmetic shift of a signed value is floor division by 2^32.
+        i64::try_from(prod >> FRAC_BITS).ok().map(Self)
+    }
+
+    /// `floor(a * b)`, saturating by the sign of the product on overflow (`saturating_mul`).
+    #[must_use]
+    pub fn saturating_mul(self, rhs: Self) -> Self {
+        // Fast path: both operands non-negative and below 2^32 (every proportion in [0, 1] and
+        // every u16 weight scaled by a proportion) keep the product inside u64.
+        if (self.0 as u64 | rhs.0 as u64) >> 32 == 0 {
+            return Self((((self.0 as u64) * (rhs.0 as u64)) >> FRAC_BITS) as i64);
+        }
+        self.checked_mul(rhs)
+            .unwrap_or(if (self.0 < 0) != (rhs.0 < 0) {
+                Self::MIN
+            } else {
+                Self::MAX
+            })
+    }
+
+    /// `trunc(a / b)`, `None` when `b` is zero or the quotient does not fit (`checked_div`).
+    #[must_use]
+    pub fn checked_div(self, rhs: Self) -> Option<Self> {
+        if rhs.0 == 0 {
+            return None;
+        }
+        if self.0 >= 0 && rhs.0 > 0 {
+            // Dividing both by a common power of two leaves the exact quotient (and so its floor)
+            // unchanged, and often lets the 96-bit numerator fit a 64-bit division.
+            let shift = self.0.trailing_zeros().min(rhs.0.trailing_zeros()).min(63);
+            let (a, b) = ((self.0 as u64) >> shift, (rhs.0 as u64) >> shift);
+            if a >> 32 == 0 {
+                let q = (a << FRAC_BITS) / b;
+                return i64::try_from(q).ok().map(Self);
+            }
+        }
+        // i64::MIN << 32 fits in i128; the only i128 overflow would be MIN / -1, impossible here
+        // because the numerator is a multiple of 2^32 and its magnitude is at most 2^95.
+        let q = (i128::from(self.0) << FRAC_BITS) / i128::from(rhs.0);
+        i64::try_from(q).ok().map(Self)
+    }
+
+    /// The chain's `safe_div`: `trunc(a / b)`, or 0 on a zero divisor or overflow.
+    #[must_use]
+    pub fn safe_div(self, rhs: Self) -> Self {
+        self.checked_div(rhs).unwrap_or(Self::ZERO)
+    }
+
+    /// `trunc(a / b)`, saturating by the sign of the quotient on overflow (`saturating_div`).
+    ///
+    /// The chain panics on a zero divisor; its callers never pass one. Here a zero divisor
+    /// saturates like an overflow so that no input can panic.
+    #[must_use]
+    pub fn saturating_div(self, rhs: Self) -> Self {
+        self.checked_div(rhs)
+            .unwrap_or(if (self.0 < 0) != (rhs.0 < 0) {
+                Self::MIN
+            } else {
+                Self::MAX
+            })
+    }
+
+    /// Floor to an integer, saturating into `u16` (`saturating_to_num::<u16>`).
+    pub fn saturating_to_u16(self) -> u16 {
+        let int = self.0 >> FRAC_BITS;
+        int.clamp(0, i64::from(u16::MAX)) as u16
+    }
+
+    /// `floor(x * 65535)` saturated into `u16`: how the chain stores a proportion
+    /// (`fixed_proportion_to_u16`).
+    pub fn proportion_to_u16(self) -> u16 {
+        self.saturating_mul(Self::U16_MAX).saturating_to_u16()
+    }
+
+    /// `x / 65535` for a stored `u16` proportion (`u16_proportion_to_fixed`), truncated.
+    pub fn from_u16_proportion(x: u16) -> Self {
+        Self::from_u16(x).safe_div(Self::U16_MAX)
+    }
+
+    /// `min(max(self, low), high)` in the chain's order: `self.min(high).max(low)`.
+    #[must_use]
+    pub fn clamp_chain(self, low: Self, high: Self) -> Self {
+        self.min(high).max(low)
+    }
+}
+
+/// Exact sum of a slice, saturating (the chain's `iter().sum()`; its operands never overflow).
+pub fn sum(xs: &[I32F32]) -> I32F32 {
+    xs.iter()
+        .fold(I32F32::ZERO, |acc, &x| acc.saturating_add(x))
+}
+
+/// `e` as the chain's `exp` returns it for an input of exactly 1: the `I9F23` constant (e with 23
+/// fractional bits, truncated) widened to 32 fractional bits.
+const E_AS_I9F23_BITS: i64 = (0xADF8_5458_A2BB_4A9A_AFDC_5620_273D_3CF1_u128 >> 103) as i64;
+
+/// `substrate_fixed::transcendental::exp` for `I32F32` in and out: `1 + x + x²/2! + …` with 30
+/// terms (`i` from 2 to 31), each term `floor(term * x)` then truncated `/ i`; negative inputs
+/// take the reciprocal of `exp(|x|)`. `None` where the chain returns `Err` (overflow).
+pub fn exp(x: I32F32) -> Option<I32F32> {
+    if x == I32F32::ZERO {
+        return Some(I32F32::ONE);
+    }
+    if x == I32F32::ONE {
+        return Some(I32F32::from_bits(E_AS_I9F23_BITS << 9));
+    }
+    let neg = x < I32F32::ZERO;
+    let operand = if neg {
+        I32F32::from_bits(x.to_bits().checked_neg()?)
+    } else {
+        x
+    };
+    let mut result = operand.to_bits().checked_add(I32F32::ONE.to_bits())?;
+    let mut term = operand;
+    for i in 2..FRAC_BITS as i32 {
+        term = term.checked_mul(operand)?;
+        term = term.checked_div(I32F32::from_i32(i))?;
+        result = result.checked_add(term.to_bits())?;
+    }
+    let result = I32F32::from_bits(result);
+    if neg {
+        I32F32::ONE.checked_div(result)
+    } else {
+        Some(result)
+    }
+}
+
+/// The chain's `exp_safe`: input clamped to [-20, 20], overflow mapped to 0 (negative input) or
+/// [`I32F32::MAX`].
+pub fn exp_safe(x: I32F32) -> I32F32 {
+    let limit = I32F32::from_i32(20);
+    let safe = x.clamp(I32F32::ZERO.saturating_sub(limit), limit);
+    exp(safe).unwrap_or(if safe <= I32F32::ZERO {
+        I32F32::ZERO
+    } else {
+        I32F32::MAX
+    })
+}
+
+/// A proportion of two `u64` amounts normalised the way the chain normalises stake: in `I64F64`
+/// (`floor(x * 2^64 / total)`), then narrowed to `I32F32` by dropping 32 bits (floor). `total`
+/// must not exceed `i64::MAX` (the `I64F64` integer range) and `x <= total`.
+pub fn normalized_u64_to_i32f32(x: u64, total: u64) -> I32F32 {
+    if total == 0 {
+        return I32F32::ZERO;
+    }
+    let bits64 = (u128::from(x) << 64) / u128::from(total);
+    // x <= total, so bits64 <= 2^64 and bits64 >> 32 <= 2^32: always fits.
+    I32F32::from_bits((bits64 >> 32) as i64)
+}
+
+/// `bonds_moving_average` (ppm) to the EMA weight `alpha = 1 - bma / 10^6` as the chain computes
+/// it: the ratio in `I64F64` (`saturating_from_num`, then truncated division), narrowed to
+/// `I32F32` (floor, saturating), subtracted from 1 (saturating).
+pub fn ema_alpha_from_ppm(bma: u64) -> I32F32 {
+    let bma = bma.min(i64::MAX as u64);
+    // I64F64 division: (bma·2^64 << 64) / (10^6·2^64) = floor(bma · 2^64 / 10^6).
+    let ratio64 = (u128::from(bma) << 64) / 1_000_000u128;
+    let narrowed = i64::try_from(ratio64 >> 32).unwrap_or(i64::MAX);
+    I32F32::ONE.saturating_sub(I32F32::from_bits(narrowed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(x: f64) -> I32F32 {
+        I32F32::from_bits((x * (1u64 << 32) as f64).round() as i64)
+    }
+
+    #[test]
+    fn mul_floors_toward_negative_infinity() {
+        // 2^-32 * 0.5 = 2^-33: floors to 0 when positive, to -2^-32 when negative.
+        let tiny = I32F32::from_bits(1);
+        assert_eq!(tiny.saturating_mul(I32F32::HALF), I32F32::ZERO);
+        let neg_tiny = I32F32::from_bits(-1);
+        assert_eq!(neg_tiny.saturating_mul(I32F32::HALF), I32F32::from_bits(-1));
+        // 3 * 2^-32 * 0.5 = 1.5 * 2^-32 -> 1 bit; negated -> -2 bits.
+        assert_eq!(
+            I32F32::from_bits(3).saturating_mul(I32F32::HALF).to_bits(),
+            1
+        );
+        assert_eq!(
+            I32F32::from_bits(-3).saturating_mul(I32F32::HALF).to_bits(),
+            -2
+        );
+    }
+
+    #[test]
+    fn mul_saturates_by_sign() {
+        let big = I32F32::from_i32(100_000);
+        assert_eq!(big.saturating_mul(big), I32F32::MAX);
+        assert_eq!(
+            big.saturating_mul(I32F32::ZERO.saturating_sub(big)),
+            I32F32::MIN
+        );
+        assert_eq!(big.checked_mul(big), None);
+    }
+
+    #[test]
+    fn div_truncates_toward_zero() {
+        // 1/3 = 0x0.55555555|5... truncates to 0x55555555 bits.
+        let third = I32F32::ONE.safe_div(I32F32::from_i32(3));
+        assert_eq!(third.to_bits(), 0x5555_5555);
+        // -1/3 truncates toward zero: -0x55555555, not -0x55555556.
+        let neg_third = I32F32::ZERO
+            .saturating_sub(I32F32::ONE)
+            .safe_div(I32F32::from_i32(3));
+        assert_eq!(neg_third.to_bits(), -0x5555_5555);
+        // 2/3 = 0xAAAAAAAA|A... truncates.
+        assert_eq!(
+            I32F32::from_i32(2).safe_div(I32F32::from_i32(3)).to_bits(),
+            0xAAAA_AAAA
+        );
+    }
+
+    #[test]
+    fn div_fast_path_agrees_with_wide_path() {
+        let cases = [
+            (1i64, 3i64),
+            (0xFFFF_FFFF, 0x1_0000_0000),
+            (65535 << 32, 131070 << 32),
+            (16383 << 32, 163_830 << 32),
+            (0x1234_5678_9ABC, 0x0F00),
+            (1 << 40, 3 << 20),
+            (7, 1 << 62),
+        ];
+        for (a, b) in cases {
+            let wide = i64::try_from((i128::from(a) << 32) / i128::from(b)).ok();
+            let got = I32F32::from_bits(a)
+                .checked_div(I32F32::from_bits(b))
+                .map(I32F32::to_bits);
+            assert_eq!(got, wide, "{a:#x} / {b:#x}");
+        }
+    }
+
+    #[test]
+    fn safe_div_is_zero_on_zero_divisor_or_overflow() {
+        assert_eq!(I32F32::ONE.safe_div(I32F32::ZERO), I32F32::ZERO);
+        // 2^30 / 2^-32 = 2^62: does not fit 31 integer bits.
+        assert_eq!(
+            I32F32::from_i32(1 << 30).safe_div(I32F32::from_bits(1)),
+            I32F32::ZERO
+        );
+        assert_eq!(I32F32::ONE.saturating_div(I32F32::ZERO), I32F32::MAX);
+    }
+
+    #[test]
+    fn u16_proportions_round_trip_by_floor() {
+        assert_eq!(I32F32::ONE.proportion_to_u16(), 65535);
+        assert_eq!(I32F32::HALF.proportion_to_u16(), 32767);
+        assert_eq!(
+            I32F32::ZERO.saturating_sub(I32F32::ONE).proportion_to_u16(),
+            0
+        );
+        assert_eq!(I32F32::from_i32(2).proportion_to_u16(), 65535);
+        // kappa default 32767/65535 = 0.49999237..., truncated.
+        let kappa = I32F32::from_u16_proportion(32767);
+        assert_eq!(kappa.to_bits(), (32767u64 << 32).div_euclid(65535) as i64);
+        assert_eq!(I32F32::from_u16_proportion(65535), I32F32::ONE);
+        // A stored proportion read back and stored again may lose one unit (both steps floor).
+        for x in [0u16, 1, 2, 1000, 32767, 65534, 65535] {
+            let back = I32F32::from_u16_proportion(x).proportion_to_u16();
+            assert!(back == x || back + 1 == x, "{x} -> {back}");
+        }
+    }
+
+    #[test]
+    fn stake_normalisation_floors_twice_like_i64f64_then_i32f32() {
+        // 1/3 in I64F64 then narrowed = floor(2^32/3).
+        assert_eq!(normalized_u64_to_i32f32(1, 3).to_bits(), 0x5555_5555);
+        assert_eq!(normalized_u64_to_i32f32(5, 5), I32F32::ONE);
+        assert_eq!(normalized_u64_to_i32f32(0, 0), I32F32::ZERO);
+        let big = i64::MAX as u64;
+        assert_eq!(
+            normalized_u64_to_i32f32(big / 2, big).to_bits(),
+            0x7FFF_FFFF
+        );
+    }
+
+    #[test]
+    fn ema_alpha_matches_one_minus_truncated_ratio() {
+        // 900 000 ppm: 0.9 truncated to 32 bits = 0xE6666666, alpha = 2^32 - that.
+        assert_eq!(
+            ema_alpha_from_ppm(900_000).to_bits(),
+            (1i64 << 32) - 0xE666_6666
+        );
+        assert_eq!(ema_alpha_from_ppm(0), I32F32::ONE);
+        assert_eq!(ema_alpha_from_ppm(1_000_000), I32F32::ZERO);
+    }
+
+    #[test]
+    fn exp_matches_reference_values_closely_and_special_cases_exactly() {
+        assert_eq!(exp(I32F32::ZERO), Some(I32F32::ONE));
+        // exp(1) is the I9F23 constant: e truncated to 23 fractional bits.
+        let e1 = exp(I32F32::ONE).unwrap_or_default();
+        assert_eq!(e1.to_bits() & 0x1FF, 0);
+        assert!((e1.to_f64() - std::f64::consts::E).abs() < 2.0f64.powi(-22));
+        for x in [-20.0, -5.0, -1.0, -0.5, 0.25, 2.0, 5.0, 10.0, 20.0] {
+            let got = exp(f(x)).unwrap_or_default().to_f64();
+            let want = x.exp();
+            assert!(
+                (got - want).abs() <= want * 1e-6 + 1e-8,
+                "exp({x}) = {got}, want {want}"
+            );
+        }
+        assert_eq!(
+            exp_safe(I32F32::from_i32(100)),
+            exp_safe(I32F32::from_i32(20))
+        );
+        assert_eq!(
+            exp_safe(I32F32::from_i32(-100)),
+            exp_safe(I32F32::from_i32(-20))
+        );
+    }
+}

@@ -1,0 +1,482 @@
+//! Sparse-matrix steps of the epoch, each with the chain's semantics (`ST:.../epoch/math.rs`):
+//! the same order of operations, the same entries kept or dropped, the same rounding.
+//!
+//! A matrix is one `Vec<(column, value)>` per row, in the order the chain would hold it. Column
+//! indices are below `n` (the input was validated), and every helper still reads through `get`
+//! so that a broken invariant degrades to a wrong number, never a panic.
+
+use super::fixed_math::{I32F32, sum};
+
+/// One row per UID, `(column uid, value)` pairs.
+pub type Sparse = Vec<Vec<(u16, I32F32)>>;
+
+/// Normalise to sum 1; an all-zero vector stays as it is (`inplace_normalize`).
+pub fn normalize(x: &mut [I32F32]) {
+    let total = sum(x);
+    if total == I32F32::ZERO {
+        return;
+    }
+    for v in x.iter_mut() {
+        *v = v.safe_div(total);
+    }
+}
+
+/// Divide each row by its sum when the sum is positive (`inplace_row_normalize_sparse`).
+pub fn row_normalize(m: &mut Sparse) {
+    for row in m.iter_mut() {
+        let total = row
+            .iter()
+            .fold(I32F32::ZERO, |acc, &(_, v)| acc.saturating_add(v));
+        if total > I32F32::ZERO {
+            for (_, v) in row.iter_mut() {
+                *v = v.safe_div(total);
+            }
+        }
+    }
+}
+
+/// Row sums (`row_sum_sparse`).
+pub fn row_sums(m: &Sparse) -> Vec<I32F32> {
+    m.iter()
+        .map(|row| {
+            row.iter()
+                .fold(I32F32::ZERO, |acc, &(_, v)| acc.saturating_add(v))
+        })
+        .collect()
+}
+
+/// Divide each entry by its column sum where that sum is non-zero (`inplace_col_normalize_sparse`).
+pub fn col_normalize(m: &mut Sparse, n: usize) {
+    let mut col_sum = vec![I32F32::ZERO; n];
+    for row in m.iter() {
+        for &(j, v) in row {
+            if let Some(s) = col_sum.get_mut(usize::from(j)) {
+                *s = s.saturating_add(v);
+            }
+        }
+    }
+    for row in m.iter_mut() {
+        for (j, v) in row.iter_mut() {
+            let d = col_sum.get(usize::from(*j)).copied().unwrap_or_default();
+            if d != I32F32::ZERO {
+                *v = v.safe_div(d);
+            }
+        }
+    }
+}
+
+/// Divide each entry by its column maximum where that maximum is non-zero
+/// (`inplace_col_max_upscale_sparse`): the largest bond per column becomes 1.
+pub fn col_max_upscale(m: &mut Sparse, n: usize) {
+    let mut col_max = vec![I32F32::ZERO; n];
+    for row in m.iter() {
+        for &(j, v) in row {
+            if let Some(c) = col_max.get_mut(usize::from(j))
+                && *c < v
+            {
+                *c = v;
+            }
+        }
+    }
+    for row in m.iter_mut() {
+        for (j, v) in row.iter_mut() {
+            let d = col_max.get(usize::from(*j)).copied().unwrap_or_default();
+            if d != I32F32::ZERO {
+                *v = v.safe_div(d);
+            }
+        }
+    }
+}
+
+/// `min(W_ij, C_j)`, dropping entries whose clip value is 0 (`col_clip_sparse`).
+pub fn col_clip(m: &Sparse, threshold: &[I32F32]) -> Sparse {
+    m.iter()
+        .map(|row| {
+            row.iter()
+                .filter_map(|&(j, v)| {
+                    let th = threshold.get(usize::from(j)).copied().unwrap_or_default();
+                    if th < v {
+                        (th > I32F32::ZERO).then_some((j, th))
+                    } else {
+                        Some((j, v))
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `r_j = Σ_i s_i · m_ij` (`matmul_sparse`).
+pub fn matmul(m: &Sparse, vector: &[I32F32], n: usize) -> Vec<I32F32> {
+    let mut out = vec![I32F32::ZERO; n];
+    for (row, &scale) in m.iter().zip(vector) {
+        for &(j, v) in row {
+            if let Some(o) = out.get_mut(usize::from(j)) {
+                *o = o.saturating_add(scale.saturating_mul(v));
+            }
+        }
+    }
+    out
+}
+
+/// `d_i = Σ_j m_ij · v_j` (`matmul_transpose_sparse`).
+pub fn matmul_transpose(m: &Sparse, vector: &[I32F32]) -> Vec<I32F32> {
+    m.iter()
+        .map(|row| {
+            row.iter().fold(I32F32::ZERO, |acc, &(j, v)| {
+                let x = vector.get(usize::from(j)).copied().unwrap_or_default();
+                acc.saturating_add(x.saturating_mul(v))
+            })
+        })
+        .collect()
+}
+
+/// `m_ij · s_i`, every entry kept (`row_hadamard_sparse`).
+pub fn row_hadamard(m: &Sparse, vector: &[I32F32]) -> Sparse {
+    m.iter()
+        .zip(vector)
+        .map(|(row, &scale)| {
+            row.iter()
+                .map(|&(j, v)| (j, v.saturating_mul(scale)))
+                .collect()
+        })
+        .collect()
+}
+
+/// Drop entries `(i, j)` where `mask(i_value, vector[j])` (`vec_mask_sparse_matrix` and, with a
+/// constant row value, `scalar_vec_mask_sparse_matrix`).
+pub fn mask_by_column<F>(m: &mut Sparse, row_value: impl Fn(usize) -> u64, vector: &[u64], mask: F)
+where
+    F: Fn(u64, u64) -> bool,
+{
+    for (i, row) in m.iter_mut().enumerate() {
+        let ri = row_value(i);
+        row.retain(|&(j, _)| !mask(ri, vector.get(usize::from(j)).copied().unwrap_or(0)));
+    }
+}
+
+/// Reusable buffers for [`ema_rows`] and friends: a dense row and the list of columns touched,
+/// so each row costs its own entries, not `n`.
+#[derive(Debug)]
+pub struct DenseScratch {
+    values: Vec<I32F32>,
+    touched: Vec<u16>,
+    seen: Vec<bool>,
+}
+
+impl DenseScratch {
+    /// Buffers for rows of `n` columns.
+    pub fn new(n: usize) -> Self {
+        Self {
+            values: vec![I32F32::ZERO; n],
+            touched: Vec::new(),
+            seen: vec![false; n],
+        }
+    }
+
+    fn touch(&mut self, j: u16) {
+        if let Some(s) = self.seen.get_mut(usize::from(j))
+            && !*s
+        {
+            *s = true;
+            self.touched.push(j);
+        }
+    }
+
+    fn add(&mut self, j: u16, v: I32F32) {
+        self.touch(j);
+        if let Some(x) = self.values.get_mut(usize::from(j)) {
+            *x = x.saturating_add(v);
+        }
+    }
+
+    /// Emits `(j, value)` for touched columns in ascending order where `keep(value)`, and clears.
+    fn drain_sorted(&mut self, keep: impl Fn(I32F32) -> bool) -> Vec<(u16, I32F32)> {
+        self.touched.sort_unstable();
+        let mut out = Vec::with_capacity(self.touched.len());
+        for &j in &self.touched {
+            let idx = usize::from(j);
+            if let Some(v) = self.values.get_mut(idx) {
+                if keep(*v) {
+                    out.push((j, *v));
+                }
+                *v = I32F32::ZERO;
+            }
+            if let Some(s) = self.seen.get_mut(idx) {
+                *s = false;
+            }
+        }
+        self.touched.clear();
+        out
+    }
+}
+
+/// `α·new + (1−α)·old` per entry over the union of columns, keeping positive results in column
+/// order (`mat_ema_sparse`).
+pub fn ema_rows(new: &Sparse, old: &Sparse, alpha: I32F32, n: usize) -> Sparse {
+    let one_minus_alpha = I32F32::ONE.saturating_sub(alpha);
+    let mut scratch = DenseScratch::new(n);
+    let empty = Vec::new();
+    new.iter()
+        .enumerate()
+        .map(|(i, new_row)| {
+            for &(j, v) in new_row {
+                scratch.add(j, alpha.saturating_mul(v));
+            }
+            for &(j, v) in old.get(i).unwrap_or(&empty) {
+                scratch.add(j, one_minus_alpha.saturating_mul(v));
+            }
+            scratch.drain_sorted(|v| v > I32F32::ZERO)
+        })
+        .collect()
+}
+
+/// `m1 + ratio·(m2 − m1)` over the union of columns, keeping positive results in column order;
+/// `ratio` 0 or 1 return a copy of `m1` or `m2` as they are (`interpolate_sparse`).
+pub fn interpolate(m1: &Sparse, m2: &Sparse, n: usize, ratio: I32F32) -> Sparse {
+    if ratio == I32F32::ZERO {
+        return m1.clone();
+    }
+    if ratio == I32F32::ONE {
+        return m2.clone();
+    }
+    let mut a = DenseScratch::new(n);
+    let mut b = vec![I32F32::ZERO; n];
+    let empty = Vec::new();
+    m1.iter()
+        .enumerate()
+        .map(|(i, row1)| {
+            let row2 = m2.get(i).unwrap_or(&empty);
+            // A later duplicate overwrites an earlier one in the chain's dense rows; rows are
+            // validated duplicate-free, so assignment and addition agree.
+            for &(j, v) in row1 {
+                a.add(j, v);
+            }
+            for &(j, v) in row2 {
+                a.touch(j);
+                if let Some(x) = b.get_mut(usize::from(j)) {
+                    *x = v;
+                }
+            }
+            let mut merged = Vec::with_capacity(a.touched.len());
+            a.touched.sort_unstable();
+            for &j in &a.touched {
+                let idx = usize::from(j);
+                let v1 = a.values.get(idx).copied().unwrap_or_default();
+                let v2 = b.get(idx).copied().unwrap_or_default();
+                let interp = v1.saturating_add(ratio.saturating_mul(v2.saturating_sub(v1)));
+                if interp > I32F32::ZERO {
+                    merged.push((j, interp));
+                }
+                if let Some(x) = b.get_mut(idx) {
+                    *x = I32F32::ZERO;
+                }
+            }
+            let _ = a.drain_sorted(|_| false);
+            merged
+        })
+        .collect()
+}
+
+/// Reusable buffers for [`weighted_median`].
+#[derive(Debug, Default)]
+struct MedianScratch {
+    current: Vec<usize>,
+    lower: Vec<usize>,
+    upper: Vec<usize>,
+}
+
+/// Stake-weighted quantile by mid-pivot partition, step for step as `math.rs::weighted_median`:
+/// the pivot is the middle of the current partition (in index order), ties with the pivot leave,
+/// and the search goes to the lower or upper part depending on where `minority` falls.
+fn weighted_median(
+    stake: &[I32F32],
+    score: &[I32F32],
+    minority: I32F32,
+    mut partition_lo: I32F32,
+    mut partition_hi: I32F32,
+    s: &mut MedianScratch,
+) -> I32F32 {
+    s.current.clear();
+    s.current.extend(0..stake.len());
+    let iteration_limit = stake.len();
+    let mut iterations = 0usize;
+    loop {
+        let len = s.current.len();
+        if len == 0 {
+            return I32F32::ZERO;
+        }
+        let score_at = |idx: usize| score.get(idx).copied().unwrap_or_default();
+        if len == 1 {
+            return s.current.first().map_or(I32F32::ZERO, |&i| score_at(i));
+        }
+        let pivot = score_at(s.current.get(len / 2).copied().unwrap_or(0));
+        let mut lo_stake = I32F32::ZERO;
+        let mut hi_stake = I32F32::ZERO;
+        s.lower.clear();
+        s.upper.clear();
+        for &idx in &s.current {
+            let v = score_at(idx);
+            if v == pivot {
+                continue;
+            }
+            let st = stake.get(idx).copied().unwrap_or_default();
+            if v < pivot {
+                lo_stake = lo_stake.saturating_add(st);
+                s.lower.push(idx);
+            } else {
+                hi_stake = hi_stake.saturating_add(st);
+                s.upper.push(idx);
+            }
+        }
+        if minority < partition_lo.saturating_add(lo_stake) && !s.lower.is_empty() {
+            std::mem::swap(&mut s.current, &mut s.lower);
+            partition_hi = partition_lo.saturating_add(lo_stake);
+        } else if partition_hi.saturating_sub(hi_stake) <= minority && !s.upper.is_empty() {
+            std::mem::swap(&mut s.current, &mut s.upper);
+            partition_lo = partition_hi.saturating_sub(hi_stake);
+        } else {
+            return pivot;
+        }
+        iterations += 1;
+        if iterations > iteration_limit {
+            return I32F32::ZERO;
+        }
+    }
+}
+
+/// Consensus per column: the stake-weighted `(1 − κ)` quantile of the weights of validators with
+/// positive stake, their stake renormalised among themselves (`weighted_median_col_sparse`).
+pub fn weighted_median_cols(
+    stake: &[I32F32],
+    weights: &Sparse,
+    n: usize,
+    majority: I32F32,
+) -> Vec<I32F32> {
+    let mut use_stake: Vec<I32F32> = stake
+        .iter()
+        .copied()
+        .filter(|&s| s > I32F32::ZERO)
+        .collect();
+    normalize(&mut use_stake);
+    let stake_sum = sum(&use_stake);
+    let minority = stake_sum.saturating_sub(majority);
+    let voters = use_stake.len();
+
+    // Transpose the voting rows into per-column lists (counting sort: columns in order, voters
+    // in order within a column), so each column costs its own entries.
+    let mut starts = vec![0usize; n + 1];
+    let voting_rows = || {
+        stake
+            .iter()
+            .zip(weights)
+            .filter(|(s, _)| **s > I32F32::ZERO)
+            .map(|(_, row)| row)
+    };
+    for row in voting_rows() {
+        for &(c, _) in row {
+            if let Some(x) = starts.get_mut(usize::from(c) + 1) {
+                *x += 1;
+            }
+        }
+    }
+    for c in 0..n {
+        let prev = starts.get(c).copied().unwrap_or(0);
+        if let Some(x) = starts.get_mut(c + 1) {
+            *x += prev;
+        }
+    }
+    let total = starts.get(n).copied().unwrap_or(0);
+    let mut fill = starts.clone();
+    let mut entries = vec![(0usize, I32F32::ZERO); total];
+    for (k, row) in voting_rows().enumerate() {
+        for &(c, v) in row {
+            if let Some(pos) = fill.get_mut(usize::from(c)) {
+                if let Some(e) = entries.get_mut(*pos) {
+                    *e = (k, v);
+                }
+                *pos += 1;
+            }
+        }
+    }
+
+    let mut score = vec![I32F32::ZERO; voters];
+    let mut scratch = MedianScratch::default();
+    (0..n)
+        .map(|c| {
+            let lo = starts.get(c).copied().unwrap_or(0);
+            let hi = starts.get(c + 1).copied().unwrap_or(lo);
+            let col = entries.get(lo..hi).unwrap_or(&[]);
+            if col.iter().all(|&(_, v)| v == I32F32::ZERO) {
+                // Every voter scores 0: the partition search returns its pivot, 0.
+                return I32F32::ZERO;
+            }
+            for &(k, v) in col {
+                if let Some(x) = score.get_mut(k) {
+                    *x = v;
+                }
+            }
+            let median = weighted_median(
+                &use_stake,
+                &score,
+                minority,
+                I32F32::ZERO,
+                stake_sum,
+                &mut scratch,
+            );
+            for &(k, _) in col {
+                if let Some(x) = score.get_mut(k) {
+                    *x = I32F32::ZERO;
+                }
+            }
+            median
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fx(x: f64) -> I32F32 {
+        I32F32::from_bits((x * 4_294_967_296.0).round() as i64)
+    }
+
+    #[test]
+    fn median_is_largest_weight_supported_by_kappa() {
+        // Three equal voters scoring 0.1, 0.5, 0.9: the median is 0.5.
+        let stake = vec![fx(1.0 / 3.0); 3];
+        let w: Sparse = vec![vec![(0, fx(0.1))], vec![(0, fx(0.5))], vec![(0, fx(0.9))]];
+        let c = weighted_median_cols(&stake, &w, 1, I32F32::from_u16_proportion(32767));
+        assert_eq!(c, vec![fx(0.5)]);
+        // A 0.8 majority voting 0.9 wins.
+        let stake = vec![fx(0.1), fx(0.1), fx(0.8)];
+        let c = weighted_median_cols(&stake, &w, 1, I32F32::from_u16_proportion(32767));
+        assert_eq!(c, vec![fx(0.9)]);
+    }
+
+    #[test]
+    fn clip_drops_entries_clipped_to_zero() {
+        let w: Sparse = vec![vec![(0, fx(0.5)), (1, fx(0.5))]];
+        let clipped = col_clip(&w, &[fx(0.25), I32F32::ZERO]);
+        assert_eq!(clipped, vec![vec![(0, fx(0.25))]]);
+    }
+
+    #[test]
+    fn ema_rows_unions_columns_in_order() {
+        let new: Sparse = vec![vec![(2, I32F32::ONE)]];
+        let old: Sparse = vec![vec![(0, I32F32::ONE)]];
+        let out = ema_rows(&new, &old, I32F32::HALF, 3);
+        assert_eq!(out, vec![vec![(0, I32F32::HALF), (2, I32F32::HALF)]]);
+    }
+
+    #[test]
+    fn interpolate_keeps_endpoints_verbatim() {
+        let a: Sparse = vec![vec![(1, fx(0.5)), (0, fx(0.5))]];
+        let b: Sparse = vec![vec![(0, fx(0.25))]];
+        assert_eq!(interpolate(&a, &b, 2, I32F32::ZERO), a);
+        assert_eq!(interpolate(&a, &b, 2, I32F32::ONE), b);
+        let mid = interpolate(&a, &b, 2, I32F32::HALF);
+        assert_eq!(mid, vec![vec![(0, fx(0.375)), (1, fx(0.25))]]);
+    }
+}
