@@ -77,16 +77,17 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, Code
             limit,
         });
     }
-    let (value, read) = bincode::serde::decode_from_slice(bytes, CONFIG).map_err(|err| match err {
-        bincode::error::DecodeError::UnexpectedEnd { .. } => {
-            CodecError::Truncated { len: bytes.len() }
-        }
-        bincode::error::DecodeError::LimitExceeded => CodecError::TooLarge {
-            len: bytes.len(),
-            limit,
-        },
-        other => CodecError::Malformed(other.to_string()),
-    })?;
+    let (value, read) =
+        bincode::serde::decode_from_slice(bytes, CONFIG).map_err(|err| match err {
+            bincode::error::DecodeError::UnexpectedEnd { .. } => {
+                CodecError::Truncated { len: bytes.len() }
+            }
+            bincode::error::DecodeError::LimitExceeded => CodecError::TooLarge {
+                len: bytes.len(),
+                limit,
+            },
+            other => CodecError::Malformed(other.to_string()),
+        })?;
     if read != bytes.len() {
         return Err(CodecError::TrailingBytes {
             extra: bytes.len() - read,

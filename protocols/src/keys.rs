@@ -3,7 +3,7 @@
 //! [`PublicKey`] is the 32-byte compressed point, checked to be a valid curve point when decoded, so
 //! any `PublicKey` in hand can verify. [`SecretKey`] wraps the signing key and wipes it on drop.
 
-use ed25519_dalek::{Signer, Verifier};
+use ed25519_dalek::Signer;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
@@ -64,11 +64,11 @@ impl PublicKey {
         &self.0
     }
 
-    /// Strict verification of `signature` over `message` (rejects small-order keys and
-    /// non-canonical signatures, so there is one valid signature per message and key).
+    /// Strict verification of `signature` over `message`: rejects small-order keys and
+    /// non-canonical signatures, so no one can make a second valid signature from a first.
     pub(crate) fn verify_raw(&self, message: &[u8], signature: &Signature) -> bool {
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-        self.0.verify_strict(message, &sig).is_ok() && self.0.verify(message, &sig).is_ok()
+        self.0.verify_strict(message, &sig).is_ok()
     }
 }
 

@@ -36,7 +36,7 @@ pub const LEAVES_PER_CHUNK: usize = blake3::CHUNK_LEN / LEAF_LEN;
 pub const MAX_LEAVES: u64 = 1 << 40;
 /// Chunks whose subtree chaining value the tree keeps, so a proof needs at most this many chunks
 /// re-hashed. A power of two, which keeps every block a whole blake3 subtree.
-const BLOCK_CHUNKS: u64 = 64;
+const BLOCK_CHUNKS: u64 = 256;
 /// Most siblings a valid proof can have (one per level of a tree of [`MAX_LEAVES`] leaves).
 const MAX_SIBLINGS: usize = 64;
 /// Largest encoded proof accepted.
@@ -92,7 +92,7 @@ fn commit(leaf_count: u64, tree_hash: &[u8; 32]) -> [u8; 32] {
 }
 
 /// A tree that can answer inclusion proofs. Building it costs about as much as hashing the leaves
-/// once; it keeps the leaves and one chaining value per 64 chunks (2048 leaves).
+/// once; it keeps the leaves and one chaining value per 256 chunks (8192 leaves).
 #[derive(Debug, Clone)]
 pub struct MerkleTree {
     leaves: Vec<[u8; LEAF_LEN]>,
@@ -217,7 +217,7 @@ impl MerkleTree {
         // Above the block: the stored levels, skipping levels where the node moved up alone.
         let mut position = block as usize;
         for level in &self.levels {
-            let sibling = if position % 2 == 0 {
+            let sibling = if position.is_multiple_of(2) {
                 level.get(position + 1)
             } else {
                 level.get(position - 1)
@@ -307,7 +307,9 @@ impl MerkleProof {
             }
         }
         if in_left.len() != self.siblings.len() {
-            return Err(ProofError::Malformed("wrong number of siblings for the leaf count"));
+            return Err(ProofError::Malformed(
+                "wrong number of siblings for the leaf count",
+            ));
         }
 
         let chunk_bytes = self.chunk.as_flattened();
@@ -317,13 +319,14 @@ impl MerkleProof {
             let mut cv = subtree_cv(chunk * CHUNK, chunk_bytes);
             let levels = self.siblings.len();
             let mut top = [0u8; 32];
-            for (level, (sibling, left)) in self
-                .siblings
-                .iter()
-                .zip(in_left.iter().rev())
-                .enumerate()
+            for (level, (sibling, left)) in
+                self.siblings.iter().zip(in_left.iter().rev()).enumerate()
             {
-                let (l, r) = if *left { (&cv, sibling) } else { (sibling, &cv) };
+                let (l, r) = if *left {
+                    (&cv, sibling)
+                } else {
+                    (sibling, &cv)
+                };
                 if level + 1 == levels {
                     top = *merge_subtrees_root(l, r, mode()).as_bytes();
                 } else {

@@ -84,8 +84,8 @@ pub enum SignError {
     BadSignature {
         /// The message kind.
         domain: &'static str,
-        /// The key the message claims to be from.
-        signer: PublicKey,
+        /// The key the message claims to be from (boxed: a decompressed key is large).
+        signer: Box<PublicKey>,
     },
 }
 
@@ -145,7 +145,7 @@ impl<T: WireMessage> Signed<T> {
         if !T::DOMAIN.verify(&envelope.signer, &envelope.payload, &envelope.signature) {
             return Err(SignError::BadSignature {
                 domain: T::DOMAIN.name(),
-                signer: envelope.signer,
+                signer: Box::new(envelope.signer),
             });
         }
         let value = codec::decode(&envelope.payload, T::MAX_LEN)?;

@@ -13,7 +13,11 @@ fn check_all_leaves(n: usize, step: usize) {
     let leaves = leaves(n);
     let tree = MerkleTree::new(leaves.clone());
     let expected = blake3::derive_key(merkle::CONTEXT, leaves.as_flattened());
-    assert_eq!(tree.tree_hash(), expected, "tree hash of {n} leaves is blake3 over them");
+    assert_eq!(
+        tree.tree_hash(),
+        expected,
+        "tree hash of {n} leaves is blake3 over them"
+    );
     assert_ne!(tree.root(), expected, "the root also commits to the count");
     let mut indices: Vec<usize> = (0..n).step_by(step).collect();
     indices.push(n - 1);
@@ -38,9 +42,19 @@ fn every_leaf_of_every_tree_up_to_257_leaves_proves() {
 
 #[test]
 fn multi_block_trees_prove_their_leaves() {
-    // One block is 2048 leaves; these sizes cover whole blocks, partial last blocks and odd levels.
-    for n in [2048, 2049, 4096, 4097, 6143, 6144 + 33, 10_240 + 1, 3 * 2048 * 4 + 5] {
-        check_all_leaves(n, 97);
+    // The tree keeps one chaining value per 8192 leaves; these sizes cover whole blocks, partial
+    // last blocks and levels with an odd node.
+    for n in [
+        8192,
+        8193,
+        16_384,
+        16_385,
+        3 * 8192 - 1,
+        3 * 8192 + 33,
+        5 * 8192 + 1,
+        12 * 8192 + 5,
+    ] {
+        check_all_leaves(n, 331);
     }
 }
 
