@@ -4,6 +4,8 @@
 //! several timed rounds; the ratio column compares against the baseline row of the same run, so
 //! the numbers mean something on a noisy machine.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
 use agora_protocols::merkle::MerkleTree;
 use agora_protocols::receipt::{ProviderReceipt, RECEIPT_VERSION, Receipt};
 use agora_protocols::{ContentId, ReceiptBody, SecretKey, Task};

@@ -1,5 +1,7 @@
 //! Merkle trees: roots equal blake3 over the laid-out leaves, every leaf proves, forgeries fail.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
 use agora_protocols::merkle::{self, MerkleProof, MerkleTree, ProofError};
 use proptest::prelude::*;
 

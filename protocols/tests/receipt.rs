@@ -1,5 +1,7 @@
 //! Receipts: round trips, both signatures and the pair, and every flipped bit refused.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
 mod common;
 
 use agora_protocols::receipt::{MAX_RECEIPT_LEN, ProviderReceipt, Receipt, ReceiptError};

@@ -1,5 +1,7 @@
 //! Signed envelopes: domain separation, version checks, every flipped bit refused.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
 mod common;
 
 use agora_protocols::signed::{Domain, SignError, Signed, WireMessage};

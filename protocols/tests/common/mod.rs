@@ -1,6 +1,6 @@
 //! Builders shared by the protocol tests.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)] // shared test helpers
 
 use agora_protocols::{ContentId, ReceiptBody, SecretKey, Task};
 
