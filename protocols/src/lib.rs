@@ -11,16 +11,23 @@
 //!   value, and always under a domain string naming the kind of message, so that a signature made for
 //!   one purpose can never be replayed as another.
 
+pub mod advert;
 pub mod codec;
 pub mod id;
 pub mod keys;
 pub mod merkle;
+pub mod query;
 pub mod receipt;
 pub mod signed;
 
+pub use advert::{CapabilityAdvert, ModelOffer, Reachability};
 pub use codec::{CodecError, decode, encode};
 pub use id::ContentId;
 pub use keys::{PublicKey, SecretKey, Signature};
 pub use merkle::{MerkleProof, MerkleTree, ProofError};
+pub use query::{
+    Offer, QueryAnnouncement, QueryError, QueryErrorKind, QueryRequest, QueryWireRequest,
+    QueryWireResponse,
+};
 pub use receipt::{ProviderReceipt, Receipt, ReceiptBody, ReceiptError, Task};
 pub use signed::{Domain, SignError, Signed, WireMessage};
