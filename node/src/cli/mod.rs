@@ -13,7 +13,12 @@ use std::process::ExitCode;
 /// Peers serve models (miners), score each other (validators) and settle every answer with a receipt
 /// signed by both sides. Start with `agora wallet new`, then `agora demo` for a local mesh.
 #[derive(Debug, Parser)]
-#[command(name = "agora", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "agora",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace). `RUST_LOG` overrides it.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
