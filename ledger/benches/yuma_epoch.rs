@@ -1,1 +1,145 @@
-fn main() {}
+//! One Yuma Consensus epoch at chain scale, as a ratio to a single pass that only sums the weights.
+//!
+//! n = 4096 UIDs, 256 validators each weighting all 4096 UIDs (1,048,576 stored weights), bonds
+//! carried from a warm-up epoch so they are as dense as the weights. Both timings come from the
+//! same run, so the ratio is what to compare across machines (DESIGN.md, "Targets").
+//!
+//! Run with `cargo bench -p agora-ledger --bench yuma_epoch`; prints a markdown table.
+
+use agora_ledger::consensus::{EpochInput, EpochParams, EpochState, run_epoch};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+const N: u64 = 4096;
+const VALIDATORS: u64 = 256;
+
+/// Deterministic pseudo-random numbers (64-bit LCG, high bits), so every run sees the same input.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 16
+    }
+}
+
+fn input(yuma3: bool, liquid_alpha: bool) -> EpochInput {
+    let mut rng = Lcg(42);
+    let n = N as usize;
+    let weights: Vec<Vec<(u64, u16)>> = (0..N)
+        .map(|i| {
+            if i < VALIDATORS {
+                // Row max-upscaled as stored: the largest entry is 65535.
+                let mut row: Vec<(u64, u16)> =
+                    (0..N).map(|j| (j, (rng.next() % 65_535) as u16)).collect();
+                if let Some(first) = row.first_mut() {
+                    first.1 = 65_535;
+                }
+                row
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
+    let stake = (0..N)
+        .map(|i| {
+            if i < VALIDATORS {
+                1_000_000_000 + rng.next() % 1_000_000_000_000
+            } else {
+                0
+            }
+        })
+        .collect();
+    EpochInput {
+        params: EpochParams {
+            n: N,
+            tempo: 360,
+            activity_cutoff_blocks: 5000,
+            kappa_u16: 32767,
+            bonds_penalty_u16: 65535,
+            bonds_moving_average: 900_000,
+            max_allowed_validators: VALIDATORS,
+            stake_threshold: 0,
+            rao_emission: 1_000_000_000,
+            yuma3,
+            liquid_alpha,
+            alpha_low_u16: None,
+            alpha_high_u16: None,
+            alpha_sigmoid_steepness: None,
+            owner_uid: None,
+        },
+        state: EpochState {
+            current_block: 10_000,
+            last_mechanism_step_block: 0,
+            stake,
+            block_at_registration: vec![1; n],
+            last_update: vec![9_990; n],
+            validator_permit: (0..N).map(|i| i < VALIDATORS).collect(),
+            weights,
+            bonds: vec![Vec::new(); n],
+        },
+    }
+}
+
+/// The baseline: one pass over every stored weight, summing the values.
+fn sum_weights(inp: &EpochInput) -> u64 {
+    inp.state
+        .weights
+        .iter()
+        .flat_map(|row| row.iter())
+        .map(|&(_, w)| u64::from(w))
+        .sum()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort_unstable();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> Duration {
+    let samples = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(f());
+            t.elapsed()
+        })
+        .collect();
+    median(samples)
+}
+
+fn main() {
+    let weights_total: usize = input(false, false).state.weights.iter().map(Vec::len).sum();
+    println!("n = {N}, validators = {VALIDATORS}, stored weights = {weights_total}");
+    println!();
+    println!("| variant | epoch (median) | weight-sum pass (median) | ratio |");
+    println!("|---|---|---|---|");
+    for (name, yuma3, liquid) in [
+        ("legacy bonds", false, false),
+        ("Yuma3", true, false),
+        ("Yuma3 + liquid alpha", true, true),
+    ] {
+        let mut inp = input(yuma3, liquid);
+        // Warm-up epoch: carry its bonds and permits so the timed epoch has dense bonds.
+        let Ok(first) = run_epoch(&inp) else {
+            println!("| {name} | input refused | | |");
+            continue;
+        };
+        inp.state.bonds = first
+            .bonds
+            .iter()
+            .map(|r| r.iter().map(|&(j, v)| (u64::from(j), v)).collect())
+            .collect();
+        inp.state.validator_permit = first.validator_permit;
+        let baseline = time(51, || sum_weights(black_box(&inp)));
+        let epoch = time(7, || run_epoch(black_box(&inp)));
+        let ratio = epoch.as_secs_f64() / baseline.as_secs_f64().max(1e-12);
+        println!(
+            "| {name} | {:.2} ms | {:.3} ms | {ratio:.1}x |",
+            epoch.as_secs_f64() * 1e3,
+            baseline.as_secs_f64() * 1e3
+        );
+    }
+}
