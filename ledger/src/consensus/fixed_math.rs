@@ -16,6 +16,8 @@ use std::fmt;
 /// Number of fractional bits of [`I32F32`].
 pub const FRAC_BITS: u32 = 32;
 
+const FRAC_MASK: i64 = (1 << FRAC_BITS) - 1;
+
 /// A signed fixed-point number with 32 integer and 32 fractional bits, stored as `bits / 2^32`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct I32F32(i64);
@@ -117,6 +119,11 @@ impl I32F32 {
         if rhs.0 == 0 {
             return None;
         }
+        if rhs.0 & FRAC_MASK == 0 {
+            // An integer divisor k: (a·2^32) / (k·2^32) is exactly a / k, so one 64-bit division
+            // (truncating, like the wide one) gives the same quotient.
+            return self.0.checked_div(rhs.0 >> FRAC_BITS).map(Self);
+        }
         if self.0 >= 0 && rhs.0 > 0 {
             // Dividing both by a common power of two leaves the exact quotient (and so its floor)
             // unchanged, and often lets the 96-bit numerator fit a 64-bit division.
@@ -177,6 +184,75 @@ impl I32F32 {
     }
 }
 
+/// `floor(n / d)` for `u64` values through a precomputed reciprocal `m = floor((2^64 − 1) / d)`:
+/// the estimate `n·m >> 64` is never above the quotient and at most two below, so two correction
+/// steps make it exact. A multiply is several times cheaper than a division.
+#[derive(Debug, Clone, Copy)]
+struct Reciprocal {
+    d: u64,
+    m: u64,
+}
+
+impl Reciprocal {
+    fn new(d: u64) -> Option<Self> {
+        (d != 0).then(|| Self { d, m: u64::MAX / d })
+    }
+
+    fn div(self, n: u64) -> u64 {
+        let mut q = ((u128::from(n) * u128::from(self.m)) >> 64) as u64;
+        let mut r = n - q * self.d;
+        while r >= self.d {
+            q += 1;
+            r -= self.d;
+        }
+        q
+    }
+}
+
+/// Many divisions by one divisor, each exactly [`I32F32::safe_div`]: normalising a row or a column
+/// divides every entry by the same sum, and this keeps those divisions off the slow 128-bit path
+/// for the common cases (a proportion below 1, or integer-valued entries and divisor).
+#[derive(Debug, Clone, Copy)]
+pub struct Divider {
+    divisor: I32F32,
+    /// Reciprocal of the divisor's bits, for numerators below 2^32 (values below 1).
+    by_bits: Option<Reciprocal>,
+    /// Reciprocal of the divisor's integer part when it has no fractional bits.
+    by_int: Option<Reciprocal>,
+}
+
+impl Divider {
+    /// Prepares division by `divisor`.
+    pub fn new(divisor: I32F32) -> Self {
+        let bits = divisor.to_bits();
+        let positive = u64::try_from(bits).ok().filter(|&b| b > 0);
+        Self {
+            divisor,
+            by_bits: positive.and_then(Reciprocal::new),
+            by_int: positive
+                .filter(|&b| b & FRAC_MASK as u64 == 0)
+                .and_then(|b| Reciprocal::new(b >> FRAC_BITS)),
+        }
+    }
+
+    /// `x.safe_div(divisor)`, bit for bit.
+    pub fn safe_div(&self, x: I32F32) -> I32F32 {
+        let bits = x.to_bits();
+        if let Ok(a) = u64::try_from(bits) {
+            if let (Some(r), true) = (self.by_int, bits & FRAC_MASK == 0) {
+                // a = A·2^32 and the divisor is k·2^32: (A·2^64)/(k·2^32) = a / k exactly.
+                let q = r.div(a);
+                return i64::try_from(q).map_or(I32F32::ZERO, I32F32::from_bits);
+            }
+            if let (Some(r), true) = (self.by_bits, a >> FRAC_BITS == 0) {
+                let q = r.div(a << FRAC_BITS);
+                return i64::try_from(q).map_or(I32F32::ZERO, I32F32::from_bits);
+            }
+        }
+        x.safe_div(self.divisor)
+    }
+}
+
 /// Exact sum of a slice, saturating (the chain's `iter().sum()`; its operands never overflow).
 pub fn sum(xs: &[I32F32]) -> I32F32 {
     xs.iter()
@@ -205,9 +281,11 @@ pub fn exp(x: I32F32) -> Option<I32F32> {
     };
     let mut result = operand.to_bits().checked_add(I32F32::ONE.to_bits())?;
     let mut term = operand;
-    for i in 2..FRAC_BITS as i32 {
+    for i in 2..FRAC_BITS {
         term = term.checked_mul(operand)?;
-        term = term.checked_div(I32F32::from_i32(i))?;
+        // term / i with i an integer is term.bits / i truncated (see `checked_div`); `term` is
+        // non-negative here, and a constant divisor compiles to a multiply.
+        term = I32F32::from_bits(div_by_small(term.to_bits(), i));
         result = result.checked_add(term.to_bits())?;
     }
     let result = I32F32::from_bits(result);
@@ -216,6 +294,19 @@ pub fn exp(x: I32F32) -> Option<I32F32> {
     } else {
         Some(result)
     }
+}
+
+/// `x / i`, truncated, for the Taylor-series divisors 2..=31, each as a constant division.
+fn div_by_small(x: i64, i: u32) -> i64 {
+    macro_rules! by_const {
+        ($($k:literal)*) => {
+            match i {
+                $($k => x / $k,)*
+                _ => x.checked_div(i64::from(i)).unwrap_or(0),
+            }
+        };
+    }
+    by_const!(2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31)
 }
 
 /// The chain's `exp_safe`: input clamped to [-20, 20], overflow mapped to 0 (negative input) or
@@ -317,6 +408,11 @@ mod tests {
             (0x1234_5678_9ABC, 0x0F00),
             (1 << 40, 3 << 20),
             (7, 1 << 62),
+            (-(7 << 32) + 5, 2 << 32),
+            (-12_345_678_901, 3 << 32),
+            (i64::MIN, -(1 << 32)),
+            (i64::MAX, 1 << 32),
+            (i64::MAX, -(5 << 32)),
         ];
         for (a, b) in cases {
             let wide = i64::try_from((i128::from(a) << 32) / i128::from(b)).ok();
@@ -324,6 +420,47 @@ mod tests {
                 .checked_div(I32F32::from_bits(b))
                 .map(I32F32::to_bits);
             assert_eq!(got, wide, "{a:#x} / {b:#x}");
+        }
+    }
+
+    #[test]
+    fn divider_agrees_with_safe_div() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let picks = |r: u64| -> i64 {
+            match r % 5 {
+                0 => (r >> 31) as i64,
+                1 => (((r >> 8) % 65_536) << 32) as i64,
+                2 => ((r >> 8) % (1 << 33)) as i64,
+                3 => -(((r >> 8) % (1 << 40)) as i64),
+                _ => (r >> 1) as i64,
+            }
+        };
+        let mut divisors = vec![1i64, 2, 3, 1 << 32, 3 << 32, 65_535 << 32, i64::MAX, 0, -7];
+        divisors.extend((0..200).map(|_| picks(next())));
+        for &d in &divisors {
+            let div = Divider::new(I32F32::from_bits(d));
+            for _ in 0..2000 {
+                let x = I32F32::from_bits(picks(next()));
+                assert_eq!(
+                    div.safe_div(x),
+                    x.safe_div(I32F32::from_bits(d)),
+                    "{x:?} / {d:#x}"
+                );
+            }
+            for x in [0i64, 1, (1 << 32) - 1, 1 << 32, i64::MAX, 65_535 << 32] {
+                let x = I32F32::from_bits(x);
+                assert_eq!(
+                    div.safe_div(x),
+                    x.safe_div(I32F32::from_bits(d)),
+                    "{x:?} / {d:#x}"
+                );
+            }
         }
     }
 

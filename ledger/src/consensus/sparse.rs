@@ -5,7 +5,7 @@
 //! indices are below `n` (the input was validated), and every helper still reads through `get`
 //! so that a broken invariant degrades to a wrong number, never a panic.
 
-use super::fixed_math::{I32F32, sum};
+use super::fixed_math::{Divider, I32F32, sum};
 
 /// One row per UID, `(column uid, value)` pairs.
 pub type Sparse = Vec<Vec<(u16, I32F32)>>;
@@ -16,8 +16,9 @@ pub fn normalize(x: &mut [I32F32]) {
     if total == I32F32::ZERO {
         return;
     }
+    let div = Divider::new(total);
     for v in x.iter_mut() {
-        *v = v.safe_div(total);
+        *v = div.safe_div(*v);
     }
 }
 
@@ -28,8 +29,9 @@ pub fn row_normalize(m: &mut Sparse) {
             .iter()
             .fold(I32F32::ZERO, |acc, &(_, v)| acc.saturating_add(v));
         if total > I32F32::ZERO {
+            let div = Divider::new(total);
             for (_, v) in row.iter_mut() {
-                *v = v.safe_div(total);
+                *v = div.safe_div(*v);
             }
         }
     }
@@ -55,11 +57,19 @@ pub fn col_normalize(m: &mut Sparse, n: usize) {
             }
         }
     }
+    divide_columns(m, &col_sum);
+}
+
+/// Divides each entry by its column's divisor where that divisor is non-zero.
+fn divide_columns(m: &mut Sparse, divisors: &[I32F32]) {
+    let dividers: Vec<Option<Divider>> = divisors
+        .iter()
+        .map(|&d| (d != I32F32::ZERO).then(|| Divider::new(d)))
+        .collect();
     for row in m.iter_mut() {
         for (j, v) in row.iter_mut() {
-            let d = col_sum.get(usize::from(*j)).copied().unwrap_or_default();
-            if d != I32F32::ZERO {
-                *v = v.safe_div(d);
+            if let Some(Some(div)) = dividers.get(usize::from(*j)) {
+                *v = div.safe_div(*v);
             }
         }
     }
@@ -78,14 +88,7 @@ pub fn col_max_upscale(m: &mut Sparse, n: usize) {
             }
         }
     }
-    for row in m.iter_mut() {
-        for (j, v) in row.iter_mut() {
-            let d = col_max.get(usize::from(*j)).copied().unwrap_or_default();
-            if d != I32F32::ZERO {
-                *v = v.safe_div(d);
-            }
-        }
-    }
+    divide_columns(m, &col_max);
 }
 
 /// `min(W_ij, C_j)`, dropping entries whose clip value is 0 (`col_clip_sparse`).
