@@ -357,6 +357,14 @@ fn check(expect: &Value, out: &EpochOutput, epoch: usize, report: &mut CaseRepor
     }
 }
 
+/// `|got − want| <= tol`, false when either is NaN.
+fn within(got: f64, want: f64, tol: f64) -> bool {
+    matches!(
+        (got - want).abs().partial_cmp(&tol),
+        Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+    )
+}
+
 /// `{"values": [f, ...], "abs_tol": t}` against `u16 / 65535`.
 fn check_approx(want: &Value, got: &[u16], epoch: usize, sink: &mut Vec<String>) -> usize {
     let values = want.get("values").and_then(Value::as_array);
@@ -379,7 +387,7 @@ fn check_approx(want: &Value, got: &[u16], epoch: usize, sink: &mut Vec<String>)
         let w = w.as_f64().unwrap_or(f64::NAN);
         let g = f64::from(g) / 65535.0;
         // NaN (an unreadable target) fails this comparison too.
-        if !((g - w).abs() <= tol) {
+        if !within(g, w, tol) {
             sink.push(format!(
                 "epoch {epoch}: dividends[{i}] = {g:.6}, want {w} ± {tol}"
             ));
@@ -425,7 +433,7 @@ fn check_info(
             };
             let got = bond_at(out, i, j) as f64 / 65535.0;
             let w = w.as_f64().unwrap_or(f64::NAN);
-            if !((got - w).abs() <= tol) {
+            if !within(got, w, tol) {
                 sink.push(format!(
                     "epoch {epoch}: _info{kind} bond[{at}] = {got:.4}, listed {w}"
                 ));
