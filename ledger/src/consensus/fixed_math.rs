@@ -286,6 +286,10 @@ pub fn exp(x: I32F32) -> Option<I32F32> {
         // term / i with i an integer is term.bits / i truncated (see `checked_div`); `term` is
         // non-negative here, and a constant divisor compiles to a multiply.
         term = I32F32::from_bits(div_by_small(term.to_bits(), i));
+        if term == I32F32::ZERO {
+            // Every later term is 0·x/i = 0: the remaining iterations add nothing.
+            break;
+        }
         result = result.checked_add(term.to_bits())?;
     }
     let result = I32F32::from_bits(result);

@@ -366,73 +366,52 @@ pub fn weighted_median_cols(
     let minority = stake_sum.saturating_sub(majority);
     let voters = use_stake.len();
 
-    // Transpose the voting rows into per-column lists (counting sort: columns in order, voters
-    // in order within a column), so each column costs its own entries.
-    let mut starts = vec![0usize; n + 1];
-    let voting_rows = || {
-        stake
-            .iter()
-            .zip(weights)
-            .filter(|(s, _)| **s > I32F32::ZERO)
-            .map(|(_, row)| row)
-    };
-    for row in voting_rows() {
-        for &(c, _) in row {
-            if let Some(x) = starts.get_mut(usize::from(c) + 1) {
-                *x += 1;
+    // Each voter's row, sorted by column (a copy only where the stored row is not). Rows hold a
+    // uid at most once, so order within a row does not change which value a column sees.
+    let rows: Vec<std::borrow::Cow<'_, [(u16, I32F32)]>> = stake
+        .iter()
+        .zip(weights)
+        .filter(|(s, _)| **s > I32F32::ZERO)
+        .map(|(_, row)| {
+            if row.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0)) {
+                std::borrow::Cow::Borrowed(row.as_slice())
+            } else {
+                let mut sorted = row.clone();
+                sorted.sort_unstable_by_key(|&(j, _)| j);
+                std::borrow::Cow::Owned(sorted)
             }
-        }
-    }
-    for c in 0..n {
-        let prev = starts.get(c).copied().unwrap_or(0);
-        if let Some(x) = starts.get_mut(c + 1) {
-            *x += prev;
-        }
-    }
-    let total = starts.get(n).copied().unwrap_or(0);
-    let mut fill = starts.clone();
-    let mut entries = vec![(0usize, I32F32::ZERO); total];
-    for (k, row) in voting_rows().enumerate() {
-        for &(c, v) in row {
-            if let Some(pos) = fill.get_mut(usize::from(c)) {
-                if let Some(e) = entries.get_mut(*pos) {
-                    *e = (k, v);
-                }
-                *pos += 1;
-            }
-        }
-    }
+        })
+        .collect();
 
+    // Walk the columns in order with one cursor per voter, filling that column's scores.
+    let mut cursors = vec![0usize; voters];
     let mut score = vec![I32F32::ZERO; voters];
     let mut scratch = MedianScratch::default();
     (0..n)
         .map(|c| {
-            let lo = starts.get(c).copied().unwrap_or(0);
-            let hi = starts.get(c + 1).copied().unwrap_or(lo);
-            let col = entries.get(lo..hi).unwrap_or(&[]);
-            if col.iter().all(|&(_, v)| v == I32F32::ZERO) {
+            let mut any = false;
+            for ((row, cursor), cell) in rows.iter().zip(cursors.iter_mut()).zip(score.iter_mut()) {
+                match row.get(*cursor) {
+                    Some(&(j, v)) if usize::from(j) == c => {
+                        *cell = v;
+                        *cursor += 1;
+                        any |= v != I32F32::ZERO;
+                    }
+                    _ => *cell = I32F32::ZERO,
+                }
+            }
+            if !any {
                 // Every voter scores 0: the partition search returns its pivot, 0.
                 return I32F32::ZERO;
             }
-            for &(k, v) in col {
-                if let Some(x) = score.get_mut(k) {
-                    *x = v;
-                }
-            }
-            let median = weighted_median(
+            weighted_median(
                 &use_stake,
                 &score,
                 minority,
                 I32F32::ZERO,
                 stake_sum,
                 &mut scratch,
-            );
-            for &(k, _) in col {
-                if let Some(x) = score.get_mut(k) {
-                    *x = I32F32::ZERO;
-                }
-            }
-            median
+            )
         })
         .collect()
 }
@@ -456,6 +435,25 @@ mod tests {
         let stake = vec![fx(0.1), fx(0.1), fx(0.8)];
         let c = weighted_median_cols(&stake, &w, 1, I32F32::from_u16_proportion(32767));
         assert_eq!(c, vec![fx(0.9)]);
+    }
+
+    #[test]
+    fn median_ignores_the_order_of_entries_within_a_row() {
+        let stake = vec![fx(0.2), fx(0.3), fx(0.5)];
+        let sorted: Sparse = vec![
+            vec![(0, fx(0.1)), (1, fx(0.6)), (2, fx(0.3))],
+            vec![(1, fx(0.2)), (2, fx(0.8))],
+            vec![(0, fx(0.7)), (2, fx(0.3))],
+        ];
+        let mut shuffled = sorted.clone();
+        for row in shuffled.iter_mut() {
+            row.reverse();
+        }
+        let kappa = I32F32::from_u16_proportion(32767);
+        let a = weighted_median_cols(&stake, &sorted, 3, kappa);
+        assert_eq!(a, weighted_median_cols(&stake, &shuffled, 3, kappa));
+        // Column 2: 0.3 (stake 0.7 together) vs 0.8 (0.3): the median is 0.3.
+        assert_eq!(a[2], fx(0.3));
     }
 
     #[test]
