@@ -1,0 +1,337 @@
+//! Sentence embeddings with all-MiniLM-L6-v2, matching sentence-transformers.
+//!
+//! The pipeline is the one sentence-transformers runs for this model (its `modules.json`): BERT word-piece
+//! tokenisation truncated at 256 tokens, the 6-layer BERT encoder, mean pooling over the real tokens,
+//! L2 normalisation. Batches are padded to their longest member; the padding is masked in attention and
+//! left out of the mean, so an embedding does not depend on what it was batched with.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), agora_inference::embedding::EmbedError> {
+//! let embedder = agora_inference::embedding::SentenceEmbedder::load_default()?;
+//! let v = embedder.embed("A man is eating food.")?;
+//! assert_eq!(v.len(), 384);
+//! # Ok(()) }
+//! ```
+
+mod bert;
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn_store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use tokenizers::{Tokenizer, TruncationParams};
+
+use crate::backend::{self, CpuBackend, CpuDevice, Device, DevicePreference};
+use crate::model_cache::{self, ModelCacheError};
+use crate::scheduler::{Scheduler, SchedulerConfig};
+
+pub use bert::BertConfig;
+
+/// Tokens per text the model sees (sentence-transformers' `max_seq_length` for this model).
+pub const MAX_TOKENS: usize = 256;
+/// Width of an embedding.
+pub const DIMENSION: usize = 384;
+/// Texts run through the encoder together at most; bigger inputs to [`SentenceEmbedder::embed_batch`]
+/// are split, which bounds memory (a batch costs about `batch * tokens^2 * heads` floats in attention).
+pub const MAX_BATCH: usize = 64;
+
+/// Why an embedding could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// A model file is not in the cache.
+    #[error(transparent)]
+    Missing(#[from] ModelCacheError),
+    /// `config.json` could not be read or is not a BERT config this code runs.
+    #[error("bad model config {path}: {reason}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `tokenizer.json` could not be loaded or configured.
+    #[error("cannot load tokenizer {path}: {reason}")]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// The tokenizers crate's message.
+        reason: String,
+    },
+    /// The weights file could not be read, or does not fit the model.
+    #[error("cannot load weights {path}: {reason}")]
+    Weights {
+        /// The safetensors file.
+        path: PathBuf,
+        /// What went wrong (unreadable file, missing or mis-shaped tensors).
+        reason: String,
+    },
+    /// Tokenising an input failed.
+    #[error("tokenising failed: {0}")]
+    Tokenize(String),
+    /// The backend failed while running the model.
+    #[error("model execution failed: {0}")]
+    Execution(String),
+}
+
+/// The model on one backend. Generic code runs on `B`; this enum picks `B` at run time.
+#[derive(Debug)]
+enum Engine {
+    Cpu(bert::Bert<CpuBackend>, CpuDevice),
+    #[cfg(feature = "cuda")]
+    Cuda(bert::Bert<backend::CudaBackend>, backend::CudaDevice),
+}
+
+/// all-MiniLM-L6-v2: text in, 384 floats of unit length out.
+///
+/// Loading takes a fraction of a second (90 MB of weights). The embedder is `Send`, so it can move into
+/// the worker thread of a [`Scheduler`] (see [`SentenceEmbedder::into_scheduler`]).
+#[derive(Debug)]
+pub struct SentenceEmbedder {
+    tokenizer: Tokenizer,
+    engine: Engine,
+    device: Device,
+    max_positions: usize,
+}
+
+impl SentenceEmbedder {
+    /// Loads from the model cache (`<root>/all-minilm-l6-v2`) on the device `AGORA_DEVICE` asks for.
+    pub fn load_default() -> Result<Self, EmbedError> {
+        Self::load(
+            &model_cache::model_dir(model_cache::MINILM),
+            DevicePreference::from_env(),
+        )
+    }
+
+    /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from `dir`.
+    pub fn load(dir: &Path, preference: DevicePreference) -> Result<Self, EmbedError> {
+        let config_path = model_cache::require_file(dir, "config.json")?;
+        let tokenizer_path = model_cache::require_file(dir, "tokenizer.json")?;
+        let weights_path = model_cache::require_file(dir, "model.safetensors")?;
+
+        let config = read_config(&config_path)?;
+        let tokenizer = load_tokenizer(&tokenizer_path)?;
+        let device = backend::select(preference);
+        let engine = match &device {
+            Device::Cpu => {
+                let d = CpuDevice::default();
+                Engine::Cpu(load_weights(&config, &weights_path, &d)?, d)
+            }
+            #[cfg(feature = "cuda")]
+            Device::Cuda(i) => {
+                let d = backend::CudaDevice::new(*i);
+                Engine::Cuda(load_weights(&config, &weights_path, &d)?, d)
+            }
+        };
+        Ok(SentenceEmbedder {
+            tokenizer,
+            engine,
+            device,
+            max_positions: config.max_position_embeddings,
+        })
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Width of every embedding ([`DIMENSION`]).
+    pub fn dimension(&self) -> usize {
+        DIMENSION
+    }
+
+    /// Token ids the model would see for `text` (with `[CLS]` and `[SEP]`, at most [`MAX_TOKENS`]).
+    pub fn tokenize(&self, text: &str) -> Result<Vec<u32>, EmbedError> {
+        let enc = self
+            .tokenizer
+            .encode(text, true)
+            .map_err(|e| EmbedError::Tokenize(e.to_string()))?;
+        let mut ids = enc.get_ids().to_vec();
+        // The tokenizer truncates already; this keeps the position table in range whatever it does.
+        ids.truncate(MAX_TOKENS.min(self.max_positions));
+        Ok(ids)
+    }
+
+    /// The embedding of one text.
+    pub fn embed(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        let mut out = self.embed_batch(&[text])?;
+        out.pop()
+            .ok_or_else(|| EmbedError::Execution("no output for the input".to_owned()))
+    }
+
+    /// Embeddings of many texts, in input order.
+    ///
+    /// Texts are sorted by length and run in groups of at most [`MAX_BATCH`], so that little compute
+    /// goes to padding; the result is the same as embedding each text alone.
+    pub fn embed_batch<S: AsRef<str>>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut tokenized = texts
+            .iter()
+            .map(|t| self.tokenize(t.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .enumerate()
+            .collect::<Vec<_>>();
+        tokenized.sort_by_key(|(_, ids)| ids.len());
+        let mut out = vec![Vec::new(); texts.len()];
+        for group in tokenized.chunks(MAX_BATCH) {
+            let ids: Vec<&[u32]> = group.iter().map(|(_, ids)| ids.as_slice()).collect();
+            let vectors = self.run(&ids)?;
+            for ((index, _), v) in group.iter().zip(vectors) {
+                if let Some(slot) = out.get_mut(*index) {
+                    *slot = v;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs the encoder on one padded batch of token-id sequences.
+    fn run(&self, ids: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        match &self.engine {
+            Engine::Cpu(model, device) => encode(model, device, ids),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(model, device) => encode(model, device, ids),
+        }
+    }
+
+    /// Moves the embedder into a [`Scheduler`] that batches concurrent requests into it.
+    ///
+    /// Each request is one text; its answer is the embedding or the error for that text.
+    pub fn into_scheduler(
+        self,
+        config: SchedulerConfig,
+    ) -> Result<Scheduler<String, Result<Vec<f32>, EmbedError>>, std::io::Error> {
+        Scheduler::spawn("minilm-embed", config, move |texts: Vec<String>| {
+            match self.embed_batch(&texts) {
+                Ok(vectors) => vectors.into_iter().map(Ok).collect(),
+                // A failure of the whole batch (rare: tokenisation cannot fail on valid UTF-8) is
+                // retried text by text so that one bad input does not fail its neighbours.
+                Err(_) => texts.iter().map(|t| self.embed(t)).collect(),
+            }
+        })
+    }
+}
+
+fn read_config(path: &Path) -> Result<BertConfig, EmbedError> {
+    let bad = |reason: String| EmbedError::Config {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let config: BertConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    if config.hidden_act != "gelu" {
+        return Err(bad(format!("activation {:?} is not supported", config.hidden_act)));
+    }
+    if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+        return Err(bad("hidden size is not a multiple of the head count".to_owned()));
+    }
+    if config.hidden_size != DIMENSION {
+        return Err(bad(format!("hidden size {} is not {DIMENSION}", config.hidden_size)));
+    }
+    Ok(config)
+}
+
+/// Loads the tokenizer with the model's real limits: the file as shipped pads every input to 128 tokens
+/// and truncates at 128, which would change the embedding of anything longer than 126 word pieces; the
+/// model was trained (and sentence-transformers runs it) with truncation at 256 and no padding.
+fn load_tokenizer(path: &Path) -> Result<Tokenizer, EmbedError> {
+    let bad = |reason: String| EmbedError::Tokenizer {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut tokenizer = Tokenizer::from_file(path).map_err(|e| bad(e.to_string()))?;
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: MAX_TOKENS,
+            ..TruncationParams::default()
+        }))
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(tokenizer)
+}
+
+fn load_weights<B: Backend>(
+    config: &BertConfig,
+    path: &Path,
+    device: &B::Device,
+) -> Result<bert::Bert<B>, EmbedError> {
+    let bad = |reason: String| EmbedError::Weights {
+        path: path.to_owned(),
+        reason,
+    };
+    let remap = KeyRemapper::new()
+        .add_pattern(r"LayerNorm", "layer_norm")
+        .and_then(|r| r.add_pattern(r"\.attention\.self\.", ".attention.self_attn."))
+        .map_err(|e| bad(e.to_string()))?;
+    let mut store = SafetensorsStore::from_file(path)
+        .with_from_adapter(PyTorchToBurnAdapter)
+        .remap(remap)
+        .validate(true)
+        .allow_partial(false);
+    let mut model = bert::Bert::<B>::new(config, device);
+    let result = model
+        .load_from(&mut store)
+        .map_err(|e| bad(e.to_string()))?;
+    if !result.missing.is_empty() || !result.errors.is_empty() {
+        return Err(bad(format!(
+            "missing tensors {:?}, errors {:?}",
+            result.missing, result.errors
+        )));
+    }
+    tracing::debug!(
+        applied = result.applied.len(),
+        unused = ?result.unused,
+        "loaded all-MiniLM-L6-v2 weights"
+    );
+    Ok(model.no_grad())
+}
+
+/// Pads `ids` to the longest, runs the encoder, mean-pools the real tokens and L2-normalises.
+fn encode<B: Backend>(
+    model: &bert::Bert<B>,
+    device: &B::Device,
+    ids: &[&[u32]],
+) -> Result<Vec<Vec<f32>>, EmbedError> {
+    let batch = ids.len();
+    let seq = ids.iter().map(|s| s.len()).max().unwrap_or(0);
+    if batch == 0 || seq == 0 {
+        return Ok(vec![vec![0.0; DIMENSION]; batch]);
+    }
+    let mut flat = Vec::with_capacity(batch * seq);
+    let mut keep = Vec::with_capacity(batch * seq);
+    for row in ids {
+        for i in 0..seq {
+            let id = row.get(i);
+            flat.push(id.map_or(0, |&t| i32::try_from(t).unwrap_or(0)));
+            keep.push(if id.is_some() { 1.0f32 } else { 0.0 });
+        }
+    }
+    let padded = ids.iter().any(|row| row.len() != seq);
+    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(flat, [batch, seq]), device);
+    let keep = Tensor::<B, 2>::from_data(TensorData::new(keep, [batch, seq]), device);
+    let padding: Option<Tensor<B, 2, Bool>> = padded.then(|| keep.clone().equal_elem(0.0));
+
+    let states = model.forward(tokens, padding);
+    // Mean over the real tokens only: sum(states * keep) / count, as sentence-transformers does
+    // (its clamp at 1e-9 never triggers: every sequence has at least [CLS] and [SEP]).
+    let keep3 = keep.clone().unsqueeze_dim::<3>(2);
+    let summed = (states * keep3).sum_dim(1).squeeze_dim::<2>(1);
+    let counts = keep.sum_dim(1).clamp_min(1e-9);
+    let pooled = summed / counts;
+    let data = pooled
+        .try_into_data()
+        .map_err(|e| EmbedError::Execution(format!("{e:?}")))?;
+    let values = data
+        .to_vec::<f32>()
+        .map_err(|e| EmbedError::Execution(format!("{e:?}")))?;
+    Ok(values
+        .chunks(DIMENSION)
+        .map(|v| {
+            // F.normalize: x / max(|x|, 1e-12).
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            v.iter().map(|x| x / norm).collect()
+        })
+        .collect())
+}
