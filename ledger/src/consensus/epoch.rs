@@ -169,8 +169,8 @@ pub fn run_epoch(input: &EpochInput) -> Result<EpochOutput, EpochError> {
     sparse::normalize(&mut active_stake);
 
     // 5. Weights: permit rows, diagonal (owner kept), outdated, then row-normalise.
-    let stored_weights = narrow(&s.weights);
-    let mut weights: Sparse = stored_weights
+    let mut weights: Sparse = s
+        .weights
         .iter()
         .enumerate()
         .map(|(i, row)| {
@@ -179,12 +179,14 @@ pub fn run_epoch(input: &EpochInput) -> Result<EpochOutput, EpochError> {
             }
             let updated = s.last_update.get(i).copied().unwrap_or(0);
             row.iter()
-                .filter(|&&(j, _)| {
-                    let j = usize::from(j);
-                    (j != i || Some(i) == owner)
-                        && updated > s.block_at_registration.get(j).copied().unwrap_or(0)
+                .filter_map(|&(j, v)| {
+                    // Validated: j < n <= 65535.
+                    let j16 = u16::try_from(j).ok()?;
+                    let j = usize::from(j16);
+                    let keep = (j != i || Some(i) == owner)
+                        && updated > s.block_at_registration.get(j).copied().unwrap_or(0);
+                    keep.then(|| (j16, I32F32::from_u16(v)))
                 })
-                .map(|&(j, v)| (j, I32F32::from_u16(v)))
                 .collect()
         })
         .collect();

@@ -236,17 +236,24 @@ pub fn ema_rows(new: &Sparse, old: &Sparse, alpha: I32F32, n: usize) -> Sparse {
 
 /// `m1 + ratio·(m2 − m1)` over the union of columns, keeping positive results in column order;
 /// `ratio` 0 or 1 return a copy of `m1` or `m2` as they are (`interpolate_sparse`).
-pub fn interpolate(m1: &Sparse, m2: &Sparse, n: usize, ratio: I32F32) -> Sparse {
+pub fn interpolate<'a>(
+    m1: &'a Sparse,
+    m2: &'a Sparse,
+    n: usize,
+    ratio: I32F32,
+) -> std::borrow::Cow<'a, Sparse> {
+    use std::borrow::Cow;
     if ratio == I32F32::ZERO {
-        return m1.clone();
+        return Cow::Borrowed(m1);
     }
     if ratio == I32F32::ONE {
-        return m2.clone();
+        return Cow::Borrowed(m2);
     }
     let mut a = DenseScratch::new(n);
     let mut b = vec![I32F32::ZERO; n];
     let empty = Vec::new();
-    m1.iter()
+    let rows = m1
+        .iter()
         .enumerate()
         .map(|(i, row1)| {
             let row2 = m2.get(i).unwrap_or(&empty);
@@ -278,7 +285,8 @@ pub fn interpolate(m1: &Sparse, m2: &Sparse, n: usize, ratio: I32F32) -> Sparse 
             let _ = a.drain_sorted(|_| false);
             merged
         })
-        .collect()
+        .collect();
+    Cow::Owned(rows)
 }
 
 /// Reusable buffers for [`weighted_median`].
@@ -475,9 +483,9 @@ mod tests {
     fn interpolate_keeps_endpoints_verbatim() {
         let a: Sparse = vec![vec![(1, fx(0.5)), (0, fx(0.5))]];
         let b: Sparse = vec![vec![(0, fx(0.25))]];
-        assert_eq!(interpolate(&a, &b, 2, I32F32::ZERO), a);
-        assert_eq!(interpolate(&a, &b, 2, I32F32::ONE), b);
+        assert_eq!(*interpolate(&a, &b, 2, I32F32::ZERO), a);
+        assert_eq!(*interpolate(&a, &b, 2, I32F32::ONE), b);
         let mid = interpolate(&a, &b, 2, I32F32::HALF);
-        assert_eq!(mid, vec![vec![(0, fx(0.375)), (1, fx(0.25))]]);
+        assert_eq!(*mid, vec![vec![(0, fx(0.375)), (1, fx(0.25))]]);
     }
 }
