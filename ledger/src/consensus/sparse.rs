@@ -289,17 +289,19 @@ pub fn interpolate<'a>(
     Cow::Owned(rows)
 }
 
-/// Reusable buffers for [`weighted_median`].
+/// Reusable buffers for [`weighted_median`]: `(score, stake)` pairs, kept in index order.
 #[derive(Debug, Default)]
 struct MedianScratch {
-    current: Vec<usize>,
-    lower: Vec<usize>,
-    upper: Vec<usize>,
+    current: Vec<(I32F32, I32F32)>,
+    lower: Vec<(I32F32, I32F32)>,
+    upper: Vec<(I32F32, I32F32)>,
 }
 
 /// Stake-weighted quantile by mid-pivot partition, step for step as `math.rs::weighted_median`:
 /// the pivot is the middle of the current partition (in index order), ties with the pivot leave,
-/// and the search goes to the lower or upper part depending on where `minority` falls.
+/// and the search goes to the lower or upper part depending on where `minority` falls. The
+/// partitions hold `(score, stake)` pairs in the order the chain's index lists would, so the
+/// pivots, and therefore the result, are the same.
 fn weighted_median(
     stake: &[I32F32],
     score: &[I32F32],
@@ -308,36 +310,31 @@ fn weighted_median(
     mut partition_hi: I32F32,
     s: &mut MedianScratch,
 ) -> I32F32 {
+    if stake.len() != score.len() {
+        return I32F32::ZERO;
+    }
     s.current.clear();
-    s.current.extend(0..stake.len());
+    s.current
+        .extend(score.iter().copied().zip(stake.iter().copied()));
     let iteration_limit = stake.len();
     let mut iterations = 0usize;
     loop {
         let len = s.current.len();
-        if len == 0 {
-            return I32F32::ZERO;
+        if len <= 1 {
+            return s.current.first().map_or(I32F32::ZERO, |&(v, _)| v);
         }
-        let score_at = |idx: usize| score.get(idx).copied().unwrap_or_default();
-        if len == 1 {
-            return s.current.first().map_or(I32F32::ZERO, |&i| score_at(i));
-        }
-        let pivot = score_at(s.current.get(len / 2).copied().unwrap_or(0));
+        let pivot = s.current.get(len / 2).map_or(I32F32::ZERO, |&(v, _)| v);
         let mut lo_stake = I32F32::ZERO;
         let mut hi_stake = I32F32::ZERO;
         s.lower.clear();
         s.upper.clear();
-        for &idx in &s.current {
-            let v = score_at(idx);
-            if v == pivot {
-                continue;
-            }
-            let st = stake.get(idx).copied().unwrap_or_default();
+        for &(v, st) in &s.current {
             if v < pivot {
                 lo_stake = lo_stake.saturating_add(st);
-                s.lower.push(idx);
-            } else {
+                s.lower.push((v, st));
+            } else if v > pivot {
                 hi_stake = hi_stake.saturating_add(st);
-                s.upper.push(idx);
+                s.upper.push((v, st));
             }
         }
         if minority < partition_lo.saturating_add(lo_stake) && !s.lower.is_empty() {
@@ -443,6 +440,114 @@ mod tests {
         let stake = vec![fx(0.1), fx(0.1), fx(0.8)];
         let c = weighted_median_cols(&stake, &w, 1, I32F32::from_u16_proportion(32767));
         assert_eq!(c, vec![fx(0.9)]);
+    }
+
+    /// The partition search written plainly over an index list, the way the spec describes it:
+    /// an independent check of the pair-based version used above.
+    fn reference_median(
+        stake: &[I32F32],
+        score: &[I32F32],
+        minority: I32F32,
+        hi: I32F32,
+    ) -> I32F32 {
+        let mut current: Vec<usize> = (0..stake.len()).collect();
+        let (mut lo, mut hi) = (I32F32::ZERO, hi);
+        for _ in 0..=stake.len() {
+            if current.is_empty() {
+                return I32F32::ZERO;
+            }
+            if current.len() == 1 {
+                return score[current[0]];
+            }
+            let pivot = score[current[current.len() / 2]];
+            let lower: Vec<usize> = current
+                .iter()
+                .copied()
+                .filter(|&i| score[i] < pivot)
+                .collect();
+            let upper: Vec<usize> = current
+                .iter()
+                .copied()
+                .filter(|&i| score[i] > pivot)
+                .collect();
+            let lo_stake = lower
+                .iter()
+                .fold(I32F32::ZERO, |a, &i| a.saturating_add(stake[i]));
+            let hi_stake = upper
+                .iter()
+                .fold(I32F32::ZERO, |a, &i| a.saturating_add(stake[i]));
+            if minority < lo.saturating_add(lo_stake) && !lower.is_empty() {
+                hi = lo.saturating_add(lo_stake);
+                current = lower;
+            } else if hi.saturating_sub(hi_stake) <= minority && !upper.is_empty() {
+                lo = hi.saturating_sub(hi_stake);
+                current = upper;
+            } else {
+                return pivot;
+            }
+        }
+        I32F32::ZERO
+    }
+
+    #[test]
+    fn median_matches_the_plain_partition_search() {
+        let mut seed = 0x853C_49E6_748F_EA9Bu64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..3000 {
+            let voters = (next() % 9) as usize;
+            let n = 1 + (next() % 5) as usize;
+            // Few distinct values so ties are common; some stakes tiny enough to normalise to 0.
+            let stake: Vec<I32F32> = (0..voters)
+                .map(|_| match next() % 4 {
+                    0 => I32F32::ZERO,
+                    1 => I32F32::from_bits(1),
+                    _ => I32F32::from_bits((next() % 1000) as i64 * 1_000_000),
+                })
+                .collect();
+            let mut weights: Sparse = Vec::with_capacity(voters);
+            for _ in 0..voters {
+                let mut row = Vec::new();
+                for j in 0..n as u16 {
+                    if next() % 3 != 0 {
+                        row.push((j, I32F32::from_bits((next() % 4) as i64 * 0x4000_0000)));
+                    }
+                }
+                weights.push(row);
+            }
+            let kappa = I32F32::from_u16_proportion((next() % 65536) as u16);
+            let got = weighted_median_cols(&stake, &weights, n, kappa);
+
+            let mut use_stake: Vec<I32F32> = stake
+                .iter()
+                .copied()
+                .filter(|&s| s > I32F32::ZERO)
+                .collect();
+            normalize(&mut use_stake);
+            let total = sum(&use_stake);
+            let minority = total.saturating_sub(kappa);
+            for (c, &g) in got.iter().enumerate() {
+                let col: Vec<I32F32> = stake
+                    .iter()
+                    .zip(&weights)
+                    .filter(|(s, _)| **s > I32F32::ZERO)
+                    .map(|(_, row)| {
+                        row.iter()
+                            .find(|(j, _)| usize::from(*j) == c)
+                            .map_or(I32F32::ZERO, |e| e.1)
+                    })
+                    .collect();
+                assert_eq!(
+                    g,
+                    reference_median(&use_stake, &col, minority, total),
+                    "column {c}"
+                );
+            }
+        }
     }
 
     #[test]
