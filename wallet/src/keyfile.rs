@@ -318,7 +318,7 @@ impl Keyfile {
                 fill_random(&mut nonce);
                 let keys = derive_keys(password, &salt, kdf)?;
                 let aad = associated_data(kind, &public, kdf, &salt);
-                let cipher = XChaCha20Poly1305::new(&keys.encryption.into());
+                let cipher = cipher_for(&keys)?;
                 let mut buffer: Zeroizing<Vec<u8>> =
                     Zeroizing::new(Vec::with_capacity(SEED_LEN + TAG_LEN));
                 buffer.extend_from_slice(seed.as_slice());
@@ -486,7 +486,7 @@ impl Keyfile {
                     return Err(KeyfileError::WrongPassword);
                 }
                 let aad = associated_data(self.kind, &self.public, sealed.kdf, &sealed.salt);
-                let cipher = XChaCha20Poly1305::new(&keys.encryption.into());
+                let cipher = cipher_for(&keys)?;
                 let mut buffer: Zeroizing<Vec<u8>> = Zeroizing::new(sealed.ciphertext.to_vec());
                 cipher
                     .decrypt_in_place(&XNonce::from(sealed.nonce), &aad, &mut *buffer)
@@ -536,6 +536,13 @@ fn derive_keys(
         encryption: blake3::derive_key(CONTEXT_ENCRYPTION_KEY, master.as_slice()),
         check: blake3::derive_key(CONTEXT_PASSWORD_CHECK, master.as_slice()),
     })
+}
+
+/// The cipher keyed from the derived key, borrowed in place so no unwiped copy of the key is made
+/// (the cipher itself wipes its key on drop).
+fn cipher_for(keys: &DerivedKeys) -> Result<XChaCha20Poly1305, KeyfileError> {
+    XChaCha20Poly1305::new_from_slice(&keys.encryption)
+        .map_err(|_| KeyfileError::Kdf("cipher key of the wrong length".into()))
 }
 
 /// Everything in the header that must not change without the file failing to open.

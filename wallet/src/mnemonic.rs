@@ -68,13 +68,14 @@ impl Mnemonic {
     /// Parses a phrase typed by a person: case and runs of whitespace do not matter; the word list and
     /// checksum are checked. Any standard length (12, 15, 18, 21, 24) restores.
     pub fn parse(phrase: &str) -> Result<Self, WalletError> {
-        let normalized = Zeroizing::new(
-            phrase
-                .split_whitespace()
-                .map(str::to_lowercase)
-                .collect::<Vec<_>>()
-                .join(" "),
-        );
+        // Built in one wiping buffer, sized up front so that no copy is left behind by a reallocation.
+        let mut normalized = Zeroizing::new(String::with_capacity(phrase.len() * 2));
+        for word in phrase.split_whitespace() {
+            if !normalized.is_empty() {
+                normalized.push(' ');
+            }
+            normalized.extend(word.chars().flat_map(char::to_lowercase));
+        }
         bip39::Mnemonic::parse_in_normalized(bip39::Language::English, &normalized)
             .map(Self)
             .map_err(|e| WalletError::InvalidMnemonic(describe(&e)))
@@ -82,7 +83,15 @@ impl Mnemonic {
 
     /// The words, space separated.
     pub fn phrase(&self) -> Zeroizing<String> {
-        Zeroizing::new(self.0.to_string())
+        // The longest English word has 8 letters; sized so the buffer never reallocates.
+        let mut phrase = Zeroizing::new(String::with_capacity(self.word_count() * 9));
+        for (i, word) in self.0.words().enumerate() {
+            if i > 0 {
+                phrase.push(' ');
+            }
+            phrase.push_str(word);
+        }
+        phrase
     }
 
     /// How many words.
