@@ -223,6 +223,10 @@ pub fn ema_rows(new: &Sparse, old: &Sparse, alpha: I32F32, n: usize) -> Sparse {
     new.iter()
         .enumerate()
         .map(|(i, new_row)| {
+            let old_row = old.get(i).unwrap_or(&empty);
+            if is_strictly_sorted(new_row) && is_strictly_sorted(old_row) {
+                return merge_ema(new_row, old_row, alpha, one_minus_alpha);
+            }
             for &(j, v) in new_row {
                 scratch.add(j, alpha.saturating_mul(v));
             }
@@ -232,6 +236,53 @@ pub fn ema_rows(new: &Sparse, old: &Sparse, alpha: I32F32, n: usize) -> Sparse {
             scratch.drain_sorted(|v| v > I32F32::ZERO)
         })
         .collect()
+}
+
+/// Whether a row's columns strictly increase (sorted, no repeats).
+pub fn is_strictly_sorted(row: &[(u16, I32F32)]) -> bool {
+    row.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0))
+}
+
+/// [`ema_rows`] for one pair of sorted rows, as a merge: the same sums in the same order
+/// (`0 + α·new + (1−α)·old`), the same positive entries in ascending column order.
+fn merge_ema(
+    new_row: &[(u16, I32F32)],
+    old_row: &[(u16, I32F32)],
+    alpha: I32F32,
+    one_minus_alpha: I32F32,
+) -> Vec<(u16, I32F32)> {
+    let mut out = Vec::with_capacity(new_row.len().max(old_row.len()));
+    let (mut a, mut b) = (new_row.iter().peekable(), old_row.iter().peekable());
+    loop {
+        let (j, val) = match (a.peek(), b.peek()) {
+            (Some(&&(ja, va)), Some(&&(jb, vb))) if ja == jb => {
+                a.next();
+                b.next();
+                let x = I32F32::ZERO.saturating_add(alpha.saturating_mul(va));
+                (ja, x.saturating_add(one_minus_alpha.saturating_mul(vb)))
+            }
+            (Some(&&(ja, va)), Some(&&(jb, _))) if ja < jb => {
+                a.next();
+                (ja, I32F32::ZERO.saturating_add(alpha.saturating_mul(va)))
+            }
+            (Some(_), Some(&&(jb, vb))) | (None, Some(&&(jb, vb))) => {
+                b.next();
+                (
+                    jb,
+                    I32F32::ZERO.saturating_add(one_minus_alpha.saturating_mul(vb)),
+                )
+            }
+            (Some(&&(ja, va)), None) => {
+                a.next();
+                (ja, I32F32::ZERO.saturating_add(alpha.saturating_mul(va)))
+            }
+            (None, None) => break,
+        };
+        if val > I32F32::ZERO {
+            out.push((j, val));
+        }
+    }
+    out
 }
 
 /// `m1 + ratio·(m2 − m1)` over the union of columns, keeping positive results in column order;
@@ -582,6 +633,42 @@ mod tests {
         let old: Sparse = vec![vec![(0, I32F32::ONE)]];
         let out = ema_rows(&new, &old, I32F32::HALF, 3);
         assert_eq!(out, vec![vec![(0, I32F32::HALF), (2, I32F32::HALF)]]);
+    }
+
+    #[test]
+    fn ema_merge_matches_the_dense_accumulation() {
+        let mut seed = 0x1234_5678_9ABC_DEF1u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..500 {
+            let n = 1 + (next() % 12) as usize;
+            let mut rows = [Vec::new(), Vec::new()];
+            for row in rows.iter_mut() {
+                for j in 0..n as u16 {
+                    if next() % 2 == 0 {
+                        row.push((j, I32F32::from_bits((next() % (1 << 33)) as i64)));
+                    }
+                }
+            }
+            let alpha = I32F32::from_bits((next() % (1 << 32)) as i64);
+            let merged = ema_rows(&vec![rows[0].clone()], &vec![rows[1].clone()], alpha, n);
+            // Reversing the rows forces the dense path; its output is in column order too.
+            let mut reversed = rows.clone();
+            reversed.iter_mut().for_each(|r| r.reverse());
+            let dense = ema_rows(
+                &vec![reversed[0].clone()],
+                &vec![reversed[1].clone()],
+                alpha,
+                n,
+            );
+            if rows[0].len() > 1 || rows[1].len() > 1 {
+                assert_eq!(merged, dense);
+            }
+        }
     }
 
     #[test]
