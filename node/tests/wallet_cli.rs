@@ -602,3 +602,26 @@ fn help_reads_well() {
         "warns about --mnemonic: {text}"
     );
 }
+
+#[test]
+fn a_public_key_file_that_disagrees_with_the_keyfile_is_flagged() {
+    let root = tempfile::tempdir().unwrap();
+    let created = create(root.path(), "alice", "12");
+    let impostor = agora_wallet::SecretKey::generate().public().to_hex();
+    fs::write(
+        root.path().join("alice/coldkeypub.txt"),
+        format!("{impostor}\n"),
+    )
+    .unwrap();
+    let shown = json(&agora(root.path(), &["show", "--name", "alice", "--json"]));
+    // The keyfile's key is reported, and the mismatch is called out.
+    assert_eq!(
+        shown["coldkey"]["public_key"],
+        created["coldkey"]["public_key"]
+    );
+    let warning = shown["coldkey"]["warning"].as_str().unwrap();
+    assert!(warning.contains(&impostor), "{warning}");
+    assert!(shown["hotkeys"]["default"]["warning"].is_null());
+    let text = ok(&agora(root.path(), &["show", "--name", "alice"]));
+    assert!(text.contains("trust the keyfile"), "{text}");
+}

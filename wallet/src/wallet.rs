@@ -270,6 +270,11 @@ impl Wallet {
         read_pub_file(&self.coldkey_pub_path(), "coldkey public key")
     }
 
+    /// Hotkey `name`'s public key from its `.pub` file.
+    pub fn hotkey_public_from_pub_file(&self, name: &str) -> Result<PublicKey, WalletError> {
+        read_pub_file(&self.hotkey_pub_path(name)?, "hotkey public key")
+    }
+
     /// Decrypts the coldkey.
     pub fn unlock_coldkey(&self, password: &Password) -> Result<SecretKey, WalletError> {
         let path = self.coldkey_path();

@@ -504,7 +504,34 @@ fn new_hotkey(args: NewHotkeyArgs) -> anyhow::Result<ExitCode> {
 
 /// What `show` and `list` report about one key; errors are reported per key so that one damaged file
 /// does not hide the others.
-fn key_json(file: Result<agora_wallet::Keyfile, WalletError>, hotkey: bool) -> serde_json::Value {
+///
+/// The keyfile is the authority on the public key (it is bound into the encryption); a public key
+/// file that disagrees with it is flagged, since someone reading it would be misled.
+fn key_json(
+    file: Result<agora_wallet::Keyfile, WalletError>,
+    pub_file: Result<PublicKey, WalletError>,
+    hotkey: bool,
+) -> serde_json::Value {
+    let mut out = key_json_inner(file.as_ref(), hotkey);
+    if let Ok(file) = &file {
+        match pub_file {
+            Ok(public) if public == file.public() => {}
+            Ok(public) => {
+                out["warning"] = json!(format!(
+                    "the public key file says {public}, the keyfile says {}; trust the keyfile",
+                    file.public()
+                ))
+            }
+            Err(err) => out["warning"] = json!(format!("public key file: {err}")),
+        }
+    }
+    out
+}
+
+fn key_json_inner(
+    file: Result<&agora_wallet::Keyfile, &WalletError>,
+    hotkey: bool,
+) -> serde_json::Value {
     match file {
         Err(err) => json!({ "error": err.to_string() }),
         Ok(file) => {
@@ -533,13 +560,21 @@ fn key_json(file: Result<agora_wallet::Keyfile, WalletError>, hotkey: bool) -> s
 
 fn wallet_json(wallet: &Wallet) -> anyhow::Result<serde_json::Value> {
     let coldkey = if wallet.has_coldkey() {
-        key_json(wallet.coldkey_file(), false)
+        key_json(
+            wallet.coldkey_file(),
+            wallet.coldkey_public_from_pub_file(),
+            false,
+        )
     } else {
         serde_json::Value::Null
     };
     let mut hotkeys = serde_json::Map::new();
     for name in wallet.hotkey_names()? {
-        hotkeys.insert(name.clone(), key_json(wallet.hotkey_file(&name), true));
+        let public = wallet.hotkey_public_from_pub_file(&name);
+        hotkeys.insert(
+            name.clone(),
+            key_json(wallet.hotkey_file(&name), public, true),
+        );
     }
     Ok(json!({
         "name": wallet.name(),
@@ -553,12 +588,18 @@ fn print_wallet(info: &serde_json::Value) {
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
     println!("{}  ({})", text(&info["name"]), text(&info["path"]));
     let protection = |key: &serde_json::Value| match (key["encrypted"].as_bool(), &key["kdf"]) {
-        (Some(true), kdf) if kdf.is_object() => format!(
-            "encrypted, argon2id {} MiB t={} p={}",
-            kdf["m_cost_kib"].as_u64().unwrap_or(0) / 1024,
-            kdf["t_cost"],
-            kdf["p_cost"]
-        ),
+        (Some(true), kdf) if kdf.is_object() => {
+            let kib = kdf["m_cost_kib"].as_u64().unwrap_or(0);
+            let memory = if kib >= 1024 && kib % 1024 == 0 {
+                format!("{} MiB", kib / 1024)
+            } else {
+                format!("{kib} KiB")
+            };
+            format!(
+                "encrypted, argon2id {memory} t={} p={}",
+                kdf["t_cost"], kdf["p_cost"]
+            )
+        }
         (Some(true), _) => "encrypted".into(),
         _ => "unencrypted".into(),
     };
@@ -573,6 +614,9 @@ fn print_wallet(info: &serde_json::Value) {
             text(&cold["public_key"]),
             protection(cold)
         );
+        if cold["warning"].is_string() {
+            println!("    warning          {}", text(&cold["warning"]));
+        }
     }
     if let Some(hotkeys) = info["hotkeys"].as_object() {
         if hotkeys.is_empty() {
@@ -588,6 +632,9 @@ fn print_wallet(info: &serde_json::Value) {
                     protection(hot)
                 );
                 println!("    peer id          {}", text(&hot["peer_id"]));
+                if hot["warning"].is_string() {
+                    println!("    warning          {}", text(&hot["warning"]));
+                }
             }
         }
     }
