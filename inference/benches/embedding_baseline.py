@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""PyTorch baseline for benches/embedding.rs: sentence-transformers on the same texts and threads.
+"""PyTorch baseline for benches/embed_throughput.rs: sentence-transformers on the same texts and threads.
 
-Called by the Rust bench (set AGORA_BENCH_PYTHON to a Python with sentence-transformers):
+The Rust bench starts this script (with the Python named by AGORA_BENCH_PYTHON) as
 
-    embedding_baseline.py TEXTS_JSON THREADS SECONDS
+    embedding_baseline.py TEXTS_JSON THREADS
 
-TEXTS_JSON is a JSON list of strings. Prints one JSON object: embeddings per second at batch 1 and 32.
+and then drives it over stdin, so that burn and PyTorch rounds alternate and share the machine's
+conditions: each stdin line is a batch size; the script embeds all texts once at that batch size and
+answers with one line, the seconds it took. It prints "ready <torch version> <threads>" after loading.
 The model is loaded offline from the Agora model cache, on CPU.
 """
 
@@ -30,43 +32,31 @@ def cache_root() -> pathlib.Path:
     return pathlib.Path.home() / ".cache" / "agora" / "models"
 
 
-def rate(fn, n_items: int, seconds: float) -> float:
-    fn()  # warm-up
-    done, start = 0, time.perf_counter()
-    while True:
-        fn()
-        done += n_items
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return done / elapsed
-
-
 def main() -> None:
     texts = json.loads(pathlib.Path(sys.argv[1]).read_text())
-    threads = int(sys.argv[2])
-    seconds = float(sys.argv[3])
-    torch.set_num_threads(threads)
+    torch.set_num_threads(int(sys.argv[2]))
     torch.set_num_interop_threads(1)
     model = SentenceTransformer(str(cache_root() / "all-minilm-l6-v2"), device="cpu")
     model.eval()
 
-    def batch1():
+    def one_pass(batch: int) -> None:
         with torch.inference_mode():
-            for t in texts:
-                model.encode([t], batch_size=1, normalize_embeddings=True)
+            for i in range(0, len(texts), batch):
+                model.encode(
+                    texts[i : i + batch],
+                    batch_size=batch,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                )
 
-    def batch32():
-        with torch.inference_mode():
-            for i in range(0, len(texts), 32):
-                model.encode(texts[i : i + 32], batch_size=32, normalize_embeddings=True)
-
-    out = {
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "batch1_per_s": rate(batch1, len(texts), seconds),
-        "batch32_per_s": rate(batch32, len(texts), seconds),
-    }
-    print(json.dumps(out))
+    for batch in (1, 32):
+        one_pass(batch)  # warm-up
+    print(f"ready {torch.__version__} {torch.get_num_threads()}", flush=True)
+    for line in sys.stdin:
+        batch = int(line)
+        start = time.perf_counter()
+        one_pass(batch)
+        print(time.perf_counter() - start, flush=True)
 
 
 if __name__ == "__main__":

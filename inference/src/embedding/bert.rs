@@ -1,6 +1,13 @@
 //! BERT encoder as in Hugging Face `BertModel` (post-norm, exact GELU), written on burn's tensor API.
 //!
-//! Field names follow the checkpoint's key names so that loading needs only two renames
+//! Two forms: [`Bert`], a burn `Module` shaped like the checkpoint, only for loading; and [`Encoder`],
+//! built from it, which runs. The encoder works on *packed* tokens: the sequences of a batch are laid
+//! end to end as one `[tokens, hidden]` matrix, so the projections, feed-forward layers and norms (nearly
+//! all the work) spend nothing on padding. Only attention needs one row per sequence: the packed
+//! query/key/value rows are gathered into a padded `[batch, heads, seq, head]` layout with the padded keys
+//! masked, and the result is gathered back.
+//!
+//! Field names of [`Bert`] follow the checkpoint's key names so that loading needs only two renames
 //! (`LayerNorm` -> `layer_norm`, `attention.self` -> `attention.self_attn`, both Rust naming rules);
 //! [`burn_store::PyTorchToBurnAdapter`] transposes the linear weights and maps `weight`/`bias` of the
 //! layer norms to `gamma`/`beta`.
@@ -13,7 +20,7 @@ use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Int, Tensor};
+use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 /// The hyper-parameters read from `config.json` (only those the forward pass needs).
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -85,16 +92,16 @@ pub struct Layer<B: Backend> {
 
 /// The stack of encoder layers.
 #[derive(Module, Debug)]
-pub struct Encoder<B: Backend> {
+pub struct Layers<B: Backend> {
     layer: Vec<Layer<B>>,
 }
 
-/// `BertModel` without the pooler (sentence-transformers pools the token states itself).
+/// `BertModel` without the pooler (sentence-transformers pools the token states itself), shaped like the
+/// checkpoint so that its tensors load by name.
 #[derive(Module, Debug)]
 pub struct Bert<B: Backend> {
     embeddings: Embeddings<B>,
-    encoder: Encoder<B>,
-    heads: usize,
+    encoder: Layers<B>,
 }
 
 fn linear<B: Backend>(d_in: usize, d_out: usize, device: &B::Device) -> Linear<B> {
@@ -149,54 +156,196 @@ impl<B: Backend> Bert<B> {
                 token_type_embeddings: embedding(config.type_vocab_size, h, device),
                 layer_norm: norm(config, device),
             },
-            encoder: Encoder { layer },
-            heads: config.num_attention_heads,
+            encoder: Layers { layer },
         }
     }
 
-    /// Token states `[batch, seq, hidden]` for token ids `[batch, seq]`.
-    ///
-    /// `padding` is `[batch, seq]`, true on padding positions; `None` when no row is padded (batch of
-    /// one, or equal lengths), which skips the mask altogether. Every sequence is a single segment, so
-    /// the token type is 0 throughout.
-    pub fn forward(&self, ids: Tensor<B, 2, Int>, padding: Option<Tensor<B, 2, Bool>>) -> Tensor<B, 3> {
-        let [batch, seq] = ids.dims();
-        let device = ids.device();
-        let positions = Tensor::<B, 1, Int>::arange(0..seq as i64, &device)
-            .unsqueeze::<2>()
-            .expand([batch, seq]);
-        let token_types = Tensor::<B, 2, Int>::zeros([batch, seq], &device);
-        let e = &self.embeddings;
-        let x = e.word_embeddings.forward(ids)
-            + e.position_embeddings.forward(positions)
-            + e.token_type_embeddings.forward(token_types);
-        let mut x = e.layer_norm.forward(x);
-
-        // Attention sees `true` as "masked out": hide padded keys from every query row.
-        let mask = padding.map(|p| p.reshape([batch, 1, 1, seq]).expand([batch, 1, seq, seq]));
-        for layer in &self.encoder.layer {
-            x = layer.forward(x, mask.clone(), self.heads);
+    /// The runnable form, with the segment-0 embedding folded into the word table (every input here is
+    /// a single segment).
+    pub fn into_encoder(self, heads: usize) -> Encoder<B> {
+        let e = self.embeddings;
+        let type0 = e.token_type_embeddings.weight.val().narrow(0, 0, 1);
+        let words = e.word_embeddings.weight.val() + type0;
+        let layers = self
+            .encoder
+            .layer
+            .into_iter()
+            .map(|l| {
+                let a = l.attention.self_attn;
+                EncoderLayer {
+                    query: Dense::from(&a.query),
+                    key: Dense::from(&a.key),
+                    value: Dense::from(&a.value),
+                    attn_out: Dense::from(&l.attention.output.dense),
+                    attn_norm: l.attention.output.layer_norm,
+                    up: Dense::from(&l.intermediate.dense),
+                    down: Dense::from(&l.output.dense),
+                    out_norm: l.output.layer_norm,
+                }
+            })
+            .collect();
+        Encoder {
+            words,
+            positions: e.position_embeddings.weight.val(),
+            norm: e.layer_norm,
+            layers,
+            heads: heads.max(1),
         }
-        x
     }
 }
 
-impl<B: Backend> Layer<B> {
-    fn forward(&self, x: Tensor<B, 3>, mask: Option<Tensor<B, 4, Bool>>, heads: usize) -> Tensor<B, 3> {
-        let [batch, seq, hidden] = x.dims();
-        let head_dim = hidden / heads.max(1);
-        let split = |t: Tensor<B, 3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
-        let a = &self.attention.self_attn;
-        let q = split(a.query.forward(x.clone()));
-        let k = split(a.key.forward(x.clone()));
-        let v = split(a.value.forward(x.clone()));
-        let ctx = attention(q, k, v, mask, None, AttentionModuleOptions::default())
+/// A linear map `x @ weight + bias` with burn's `[in, out]` weight layout.
+#[derive(Debug, Clone)]
+struct Dense<B: Backend> {
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+}
+
+impl<B: Backend> From<&Linear<B>> for Dense<B> {
+    fn from(l: &Linear<B>) -> Self {
+        Dense {
+            weight: l.weight.val(),
+            bias: l.bias.as_ref().map(|b| b.val()),
+        }
+    }
+}
+
+impl<B: Backend> Dense<B> {
+    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        burn::tensor::module::linear(x, self.weight.clone(), self.bias.clone())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EncoderLayer<B: Backend> {
+    query: Dense<B>,
+    key: Dense<B>,
+    value: Dense<B>,
+    attn_out: Dense<B>,
+    attn_norm: LayerNorm<B>,
+    up: Dense<B>,
+    down: Dense<B>,
+    out_norm: LayerNorm<B>,
+}
+
+/// The runnable BERT encoder (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Encoder<B: Backend> {
+    /// Word embeddings with the segment-0 embedding already added.
+    words: Tensor<B, 2>,
+    positions: Tensor<B, 2>,
+    norm: LayerNorm<B>,
+    layers: Vec<EncoderLayer<B>>,
+    heads: usize,
+}
+
+/// Where each sequence's tokens sit in the packed matrix, and how to reach the padded layout.
+#[derive(Debug, Clone)]
+pub struct Packing<B: Backend> {
+    batch: usize,
+    seq: usize,
+    /// `[batch * seq]`: the packed row each padded slot reads (padding slots read row 0, harmlessly:
+    /// they are masked as keys and dropped as queries).
+    to_padded: Option<Tensor<B, 1, Int>>,
+    /// `[tokens]`: the padded slot of each packed row.
+    to_packed: Option<Tensor<B, 1, Int>>,
+    /// `[batch, 1, seq, seq]`, true on padded keys.
+    mask: Option<Tensor<B, 4, Bool>>,
+}
+
+impl<B: Backend> Packing<B> {
+    /// The packing of sequences of these lengths (each at least 1). With equal lengths (a batch of one,
+    /// say) packed and padded layouts coincide and no gather or mask is needed.
+    pub fn new(lengths: &[usize], device: &B::Device) -> Self {
+        let batch = lengths.len();
+        let seq = lengths.iter().copied().max().unwrap_or(0);
+        if lengths.iter().all(|&l| l == seq) {
+            return Packing {
+                batch,
+                seq,
+                to_padded: None,
+                to_packed: None,
+                mask: None,
+            };
+        }
+        let tokens: usize = lengths.iter().sum();
+        let mut to_padded = Vec::with_capacity(batch * seq);
+        let mut to_packed = Vec::with_capacity(tokens);
+        let mut padding = Vec::with_capacity(batch * seq);
+        let mut offset = 0usize;
+        for (b, &len) in lengths.iter().enumerate() {
+            for s in 0..seq {
+                let real = s < len;
+                to_padded.push(if real { index(offset + s) } else { 0 });
+                padding.push(!real);
+                if real {
+                    to_packed.push(index(b * seq + s));
+                }
+            }
+            offset += len;
+        }
+        let ints = |v: Vec<i32>| {
+            let n = v.len();
+            Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device)
+        };
+        let mask = Tensor::<B, 2, Bool>::from_data(TensorData::new(padding, [batch, seq]), device)
+            .reshape([batch, 1, 1, seq])
+            .expand([batch, 1, seq, seq]);
+        Packing {
+            batch,
+            seq,
+            to_padded: Some(ints(to_padded)),
+            to_packed: Some(ints(to_packed)),
+            mask: Some(mask),
+        }
+    }
+}
+
+fn index(i: usize) -> i32 {
+    i32::try_from(i).unwrap_or(i32::MAX)
+}
+
+impl<B: Backend> Encoder<B> {
+    /// Token states `[tokens, hidden]` for packed token ids and positions (`[tokens]` each).
+    pub fn forward(
+        &self,
+        ids: Tensor<B, 1, Int>,
+        positions: Tensor<B, 1, Int>,
+        packing: &Packing<B>,
+    ) -> Tensor<B, 2> {
+        let x = self.words.clone().select(0, ids) + self.positions.clone().select(0, positions);
+        let mut x = self.norm.forward(x);
+        for layer in &self.layers {
+            x = self.layer(layer, x, packing);
+        }
+        x
+    }
+
+    fn layer(&self, l: &EncoderLayer<B>, x: Tensor<B, 2>, p: &Packing<B>) -> Tensor<B, 2> {
+        let [_, hidden] = x.dims();
+        let heads = self.heads;
+        let head_dim = hidden / heads;
+        // Three projections rather than one fused one: each output is its own contiguous buffer, so
+        // the head split below costs one copy per tensor (a slice of a fused output would be copied
+        // twice, once to split heads and again by the attention kernel, which wants offset-0 buffers).
+        let heads_of = |d: &Dense<B>| {
+            let t = d.forward(x.clone());
+            let t = match &p.to_padded {
+                Some(idx) => t.select(0, idx.clone()),
+                None => t,
+            };
+            t.reshape([p.batch, p.seq, heads, head_dim]).swap_dims(1, 2)
+        };
+        let (q, k, v) = (heads_of(&l.query), heads_of(&l.key), heads_of(&l.value));
+        let ctx = attention(q, k, v, p.mask.clone(), None, AttentionModuleOptions::default())
             .swap_dims(1, 2)
-            .reshape([batch, seq, hidden]);
-        let o = &self.attention.output;
-        let x = o.layer_norm.forward(o.dense.forward(ctx) + x);
-        let h = gelu(self.intermediate.dense.forward(x.clone()));
-        let f = &self.output;
-        f.layer_norm.forward(f.dense.forward(h) + x)
+            .reshape([p.batch * p.seq, hidden]);
+        let ctx = match &p.to_packed {
+            Some(idx) => ctx.select(0, idx.clone()),
+            None => ctx,
+        };
+        let x = l.attn_norm.forward(l.attn_out.forward(ctx) + x);
+        let h = gelu(l.up.forward(x.clone()));
+        l.out_norm.forward(l.down.forward(h) + x)
     }
 }

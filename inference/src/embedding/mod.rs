@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use burn_store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use tokenizers::{Tokenizer, TruncationParams};
 
@@ -78,9 +78,9 @@ pub enum EmbedError {
 /// The model on one backend. Generic code runs on `B`; this enum picks `B` at run time.
 #[derive(Debug)]
 enum Engine {
-    Cpu(bert::Bert<CpuBackend>, CpuDevice),
+    Cpu(bert::Encoder<CpuBackend>, CpuDevice),
     #[cfg(feature = "cuda")]
-    Cuda(bert::Bert<backend::CudaBackend>, backend::CudaDevice),
+    Cuda(bert::Encoder<backend::CudaBackend>, backend::CudaDevice),
 }
 
 /// all-MiniLM-L6-v2: text in, 384 floats of unit length out.
@@ -256,7 +256,7 @@ fn load_weights<B: Backend>(
     config: &BertConfig,
     path: &Path,
     device: &B::Device,
-) -> Result<bert::Bert<B>, EmbedError> {
+) -> Result<bert::Encoder<B>, EmbedError> {
     let bad = |reason: String| EmbedError::Weights {
         path: path.to_owned(),
         reason,
@@ -285,53 +285,66 @@ fn load_weights<B: Backend>(
         unused = ?result.unused,
         "loaded all-MiniLM-L6-v2 weights"
     );
-    Ok(model.no_grad())
+    Ok(model.no_grad().into_encoder(config.num_attention_heads))
 }
 
-/// Pads `ids` to the longest, runs the encoder, mean-pools the real tokens and L2-normalises.
+/// Runs the encoder on a batch of token-id sequences (packed, see [`bert::Encoder`]), mean-pools each
+/// sequence's token states and L2-normalises.
 fn encode<B: Backend>(
-    model: &bert::Bert<B>,
+    model: &bert::Encoder<B>,
     device: &B::Device,
     ids: &[&[u32]],
 ) -> Result<Vec<Vec<f32>>, EmbedError> {
-    let batch = ids.len();
-    let seq = ids.iter().map(|s| s.len()).max().unwrap_or(0);
-    if batch == 0 || seq == 0 {
-        return Ok(vec![vec![0.0; DIMENSION]; batch]);
-    }
-    let mut flat = Vec::with_capacity(batch * seq);
-    let mut keep = Vec::with_capacity(batch * seq);
-    for row in ids {
-        for i in 0..seq {
-            let id = row.get(i);
-            flat.push(id.map_or(0, |&t| i32::try_from(t).unwrap_or(0)));
-            keep.push(if id.is_some() { 1.0f32 } else { 0.0 });
+    // The tokenizer always adds [CLS] and [SEP]; an empty sequence could only come from a broken
+    // tokenizer file, and gets the zero vector rather than a division by zero.
+    let lengths: Vec<usize> = ids.iter().map(|s| s.len()).collect();
+    let live: Vec<&[u32]> = ids.iter().copied().filter(|s| !s.is_empty()).collect();
+    let live_lengths: Vec<usize> = live.iter().map(|s| s.len()).collect();
+    let tokens: usize = live_lengths.iter().sum();
+    let mut pooled = Vec::with_capacity(ids.len());
+    if tokens > 0 {
+        let flat: Vec<i32> = live
+            .iter()
+            .flat_map(|s| s.iter().map(|&t| i32::try_from(t).unwrap_or(0)))
+            .collect();
+        let positions: Vec<i32> = live_lengths
+            .iter()
+            .flat_map(|&len| (0..len).map(|p| i32::try_from(p).unwrap_or(0)))
+            .collect();
+        let ints = |v: Vec<i32>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [tokens]), device);
+        let packing = bert::Packing::new(&live_lengths, device);
+        let states = model.forward(ints(flat), ints(positions), &packing);
+        let values = states
+            .try_into_data()
+            .map_err(|e| EmbedError::Execution(format!("{e:?}")))?
+            .to_vec::<f32>()
+            .map_err(|e| EmbedError::Execution(format!("{e:?}")))?;
+        let mut rows = values.chunks_exact(DIMENSION);
+        for &len in &live_lengths {
+            // Mean over the sequence's tokens, as sentence-transformers' mean pooling.
+            let mut sum = vec![0.0f32; DIMENSION];
+            for row in rows.by_ref().take(len) {
+                for (acc, x) in sum.iter_mut().zip(row) {
+                    *acc += x;
+                }
+            }
+            pooled.push(sum);
         }
     }
-    let padded = ids.iter().any(|row| row.len() != seq);
-    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(flat, [batch, seq]), device);
-    let keep = Tensor::<B, 2>::from_data(TensorData::new(keep, [batch, seq]), device);
-    let padding: Option<Tensor<B, 2, Bool>> = padded.then(|| keep.clone().equal_elem(0.0));
-
-    let states = model.forward(tokens, padding);
-    // Mean over the real tokens only: sum(states * keep) / count, as sentence-transformers does
-    // (its clamp at 1e-9 never triggers: every sequence has at least [CLS] and [SEP]).
-    let keep3 = keep.clone().unsqueeze_dim::<3>(2);
-    let summed = (states * keep3).sum_dim(1).squeeze_dim::<2>(1);
-    let counts = keep.sum_dim(1).clamp_min(1e-9);
-    let pooled = summed / counts;
-    let data = pooled
-        .try_into_data()
-        .map_err(|e| EmbedError::Execution(format!("{e:?}")))?;
-    let values = data
-        .to_vec::<f32>()
-        .map_err(|e| EmbedError::Execution(format!("{e:?}")))?;
-    Ok(values
-        .chunks(DIMENSION)
-        .map(|v| {
-            // F.normalize: x / max(|x|, 1e-12).
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-            v.iter().map(|x| x / norm).collect()
+    let mut pooled = pooled.into_iter();
+    Ok(lengths
+        .iter()
+        .map(|&len| {
+            let sum = if len == 0 { None } else { pooled.next() };
+            sum.map_or_else(|| vec![0.0; DIMENSION], normalize)
         })
         .collect())
+}
+
+/// `F.normalize`: `x / max(|x|, 1e-12)`. Dividing the sum instead of the mean by its norm gives the
+/// same unit vector (up to rounding), so the division by the token count is skipped.
+fn normalize(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
 }
