@@ -43,6 +43,10 @@ pub enum KeyfileError {
         /// The role recorded in the file.
         found: crate::keyfile::KeyKind,
     },
+    /// A coldkey stored, or about to be stored, without encryption. The coldkey controls funds and
+    /// stake; it is never kept in the clear.
+    #[error("a coldkey must be stored encrypted")]
+    UnencryptedColdkey,
     /// The keyfile is encrypted and no password was given.
     #[error("this key is encrypted: a password is needed")]
     PasswordRequired,

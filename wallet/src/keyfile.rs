@@ -305,6 +305,9 @@ impl Keyfile {
         key: &SecretKey,
         protection: Protection<'_>,
     ) -> Result<Self, KeyfileError> {
+        if kind == KeyKind::Coldkey && matches!(protection, Protection::Plaintext) {
+            return Err(KeyfileError::UnencryptedColdkey);
+        }
         let public = key.public();
         let seed = Zeroizing::new(key.seed());
         let secret = match protection {
@@ -367,6 +370,9 @@ impl Keyfile {
         let secret = match file.secret {
             SecretJson::Plaintext { seed } => {
                 let seed = Zeroizing::new(seed);
+                if file.kind == KeyKind::Coldkey {
+                    return Err(KeyfileError::UnencryptedColdkey);
+                }
                 Secret::Plain(Zeroizing::new(hex_array::<SEED_LEN>("seed", &seed)?))
             }
             SecretJson::Encrypted {
@@ -603,6 +609,21 @@ mod tests {
         let parsed = Keyfile::parse(&file.to_bytes().unwrap()).unwrap();
         assert!(!parsed.is_encrypted());
         assert_eq!(parsed.open(None).unwrap().seed(), key.seed());
+    }
+
+    #[test]
+    fn a_coldkey_is_never_stored_in_the_clear() {
+        let key = SecretKey::generate();
+        let err = Keyfile::seal(KeyKind::Coldkey, &key, Protection::Plaintext).unwrap_err();
+        assert!(matches!(err, KeyfileError::UnencryptedColdkey));
+        // Nor read as one: a hand-made plaintext coldkey is refused.
+        let hot = Keyfile::seal(KeyKind::Hotkey, &key, Protection::Plaintext).unwrap();
+        let text = String::from_utf8(hot.to_bytes().unwrap().to_vec()).unwrap();
+        let forged = text.replace("\"hotkey\"", "\"coldkey\"");
+        assert!(matches!(
+            Keyfile::parse(forged.as_bytes()),
+            Err(KeyfileError::UnencryptedColdkey)
+        ));
     }
 
     #[test]
