@@ -33,7 +33,8 @@ struct Torch {
 
 impl Torch {
     fn start(python: &str, texts: &[String], threads: usize) -> Torch {
-        let file = std::env::temp_dir().join(format!("agora-bench-texts-{}.json", std::process::id()));
+        let file =
+            std::env::temp_dir().join(format!("agora-bench-texts-{}.json", std::process::id()));
         std::fs::write(&file, serde_json::to_string(texts).expect("json")).expect("temp file");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/embedding_baseline.py");
         let mut child = Command::new(python)
@@ -50,7 +51,11 @@ impl Torch {
         let mut ready = String::new();
         stdout.read_line(&mut ready).expect("baseline ready line");
         let _ = std::fs::remove_file(&file);
-        let version = ready.trim().strip_prefix("ready ").expect("ready line").to_owned();
+        let version = ready
+            .trim()
+            .strip_prefix("ready ")
+            .expect("ready line")
+            .to_owned();
         Torch {
             child,
             stdin,

@@ -53,7 +53,9 @@ impl std::str::FromStr for DevicePreference {
             "" | "auto" => Ok(Self::Auto),
             "cpu" => Ok(Self::Cpu),
             "cuda" | "gpu" => Ok(Self::Cuda),
-            other => Err(format!("unknown device {other:?} (expected cpu, cuda or auto)")),
+            other => Err(format!(
+                "unknown device {other:?} (expected cpu, cuda or auto)"
+            )),
         }
     }
 }
@@ -130,11 +132,16 @@ fn cuda_probe() -> Result<Device, String> {
     match outcome {
         Ok(Ok(data)) => match data.to_vec::<f32>() {
             Ok(v) if v.first().copied() == Some(6.0) => Ok(Device::Cuda(0)),
-            Ok(v) => Err(format!("the GPU returned a wrong result in its self-test: {v:?}")),
+            Ok(v) => Err(format!(
+                "the GPU returned a wrong result in its self-test: {v:?}"
+            )),
             Err(e) => Err(format!("the GPU self-test result was unreadable: {e:?}")),
         },
         Ok(Err(e)) => Err(format!("the GPU self-test failed: {e:?}")),
-        Err(panic) => Err(format!("initialising CUDA failed: {}", panic_message(&panic))),
+        Err(panic) => Err(format!(
+            "initialising CUDA failed: {}",
+            panic_message(&panic)
+        )),
     }
 }
 
@@ -176,6 +183,10 @@ fn libcuda_present() -> bool {
         }
     }
     std::fs::read("/etc/ld.so.cache")
-        .map(|cache| cache.windows(b"libcuda.so".len()).any(|w| w == b"libcuda.so"))
+        .map(|cache| {
+            cache
+                .windows(b"libcuda.so".len())
+                .any(|w| w == b"libcuda.so")
+        })
         .unwrap_or(false)
 }

@@ -166,7 +166,9 @@ impl<I, O> Clone for Scheduler<I, O> {
 
 impl<I, O> std::fmt::Debug for Job<I, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Job").field("deadline", &self.deadline).finish_non_exhaustive()
+        f.debug_struct("Job")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
     }
 }
 
@@ -229,7 +231,9 @@ impl<I, O> Scheduler<I, O> {
                         self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                         TicketState::Done(Some(SchedulerError::Busy))
                     }
-                    TrySendError::Disconnected(_) => TicketState::Done(Some(SchedulerError::Stopped)),
+                    TrySendError::Disconnected(_) => {
+                        TicketState::Done(Some(SchedulerError::Stopped))
+                    }
                 }
             }
         };
@@ -379,7 +383,8 @@ where
             return;
         }
         let count = live.len();
-        let (inputs, replies): (Vec<I>, Vec<_>) = live.into_iter().map(|j| (j.input, j.reply)).unzip();
+        let (inputs, replies): (Vec<I>, Vec<_>) =
+            live.into_iter().map(|j| (j.input, j.reply)).unzip();
         let batch = &mut self.batch;
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| batch(inputs)));
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -400,7 +405,9 @@ where
             Err(_) => {
                 tracing::error!("batch function panicked");
                 for reply in replies {
-                    let _ = reply.send(Err(SchedulerError::BatchFailed("the model panicked".to_owned())));
+                    let _ = reply.send(Err(SchedulerError::BatchFailed(
+                        "the model panicked".to_owned(),
+                    )));
                 }
             }
         }

@@ -46,7 +46,11 @@ fn embedder() -> &'static SentenceEmbedder {
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
     let na: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     let nb: f64 = b.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
     dot / (na * nb)
@@ -58,7 +62,11 @@ fn check_all(label: &str, refs: &[Reference], got: &[Vec<f32>]) {
     for (r, g) in refs.iter().zip(got) {
         assert_eq!(g.len(), DIMENSION, "{label}: {:?}", r.text);
         let norm: f32 = g.iter().map(|x| x * x).sum::<f32>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-4, "{label}: norm {norm} for {:?}", r.text);
+        assert!(
+            (norm - 1.0).abs() < 1e-4,
+            "{label}: norm {norm} for {:?}",
+            r.text
+        );
         let c = cosine(g, &r.embedding);
         assert!(c >= 0.9999, "{label}: cosine {c} for {:?}", r.text);
         if c < worst.0 {
@@ -66,7 +74,11 @@ fn check_all(label: &str, refs: &[Reference], got: &[Vec<f32>]) {
         }
     }
     let shown: String = worst.1.chars().take(40).collect();
-    println!("{label}: {} sentences, min cosine {:.7} ({shown:?})", refs.len(), worst.0);
+    println!(
+        "{label}: {} sentences, min cosine {:.7} ({shown:?})",
+        refs.len(),
+        worst.0
+    );
 }
 
 #[test]
@@ -74,7 +86,10 @@ fn reference_set_is_big_and_varied() {
     let refs = reference();
     assert!(refs.len() >= 50);
     assert!(refs.iter().any(|r| r.text.is_empty()));
-    assert!(refs.iter().any(|r| r.tokens == MAX_TOKENS), "nothing past truncation");
+    assert!(
+        refs.iter().any(|r| r.tokens == MAX_TOKENS),
+        "nothing past truncation"
+    );
     assert!(refs.iter().any(|r| !r.text.is_ascii()));
     assert!(
         refs.iter()
@@ -93,7 +108,10 @@ fn token_counts_match_the_reference_tokenizer() {
 #[test]
 fn every_sentence_alone_matches_sentence_transformers() {
     let refs = reference();
-    let got: Vec<Vec<f32>> = refs.iter().map(|r| embedder().embed(&r.text).unwrap()).collect();
+    let got: Vec<Vec<f32>> = refs
+        .iter()
+        .map(|r| embedder().embed(&r.text).unwrap())
+        .collect();
     check_all("unbatched", &refs, &got);
 }
 

@@ -185,14 +185,20 @@ async fn a_panicking_batch_fails_only_its_requests() {
         xs
     })
     .unwrap();
-    assert!(matches!(s.submit(13).await, Err(SchedulerError::BatchFailed(_))));
+    assert!(matches!(
+        s.submit(13).await,
+        Err(SchedulerError::BatchFailed(_))
+    ));
     assert_eq!(s.submit(14).await, Ok(14));
 }
 
 #[tokio::test]
 async fn a_wrong_output_count_fails_the_batch() {
     let s = Scheduler::spawn("short", config(), |_: Vec<u32>| Vec::<u32>::new()).unwrap();
-    assert!(matches!(s.submit(1).await, Err(SchedulerError::BatchFailed(_))));
+    assert!(matches!(
+        s.submit(1).await,
+        Err(SchedulerError::BatchFailed(_))
+    ));
 }
 
 #[test]

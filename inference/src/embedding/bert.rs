@@ -161,8 +161,13 @@ impl<B: Backend> Bert<B> {
     }
 
     /// The runnable form, with the segment-0 embedding folded into the word table (every input here is
-    /// a single segment).
-    pub fn into_encoder(self, heads: usize) -> Encoder<B> {
+    /// a single segment). `split` prepares the column halves of [`Dense`] (CPU only: on a GPU, host
+    /// threads add nothing).
+    pub fn into_encoder(self, heads: usize, split: bool) -> Encoder<B> {
+        let dense = |l: &Linear<B>| {
+            let d = Dense::from(l);
+            if split { d.split_columns() } else { d }
+        };
         let e = self.embeddings;
         let type0 = e.token_type_embeddings.weight.val().narrow(0, 0, 1);
         let words = e.word_embeddings.weight.val() + type0;
@@ -173,13 +178,13 @@ impl<B: Backend> Bert<B> {
             .map(|l| {
                 let a = l.attention.self_attn;
                 EncoderLayer {
-                    query: Dense::from(&a.query),
-                    key: Dense::from(&a.key),
-                    value: Dense::from(&a.value),
-                    attn_out: Dense::from(&l.attention.output.dense),
+                    query: dense(&a.query),
+                    key: dense(&a.key),
+                    value: dense(&a.value),
+                    attn_out: dense(&l.attention.output.dense),
                     attn_norm: l.attention.output.layer_norm,
-                    up: Dense::from(&l.intermediate.dense),
-                    down: Dense::from(&l.output.dense),
+                    up: dense(&l.intermediate.dense),
+                    down: dense(&l.output.dense),
                     out_norm: l.output.layer_norm,
                 }
             })
@@ -194,11 +199,20 @@ impl<B: Backend> Bert<B> {
     }
 }
 
+/// Below this many multiply-adds (`rows * in * out`) burn's CPU matmul runs on one thread (its own
+/// threshold, 192^3); [`Dense`] then splits the output columns across two rayon tasks itself.
+const SMALL_MATMUL: usize = 192 * 192 * 192;
+
 /// A linear map `x @ weight + bias` with burn's `[in, out]` weight layout.
+///
+/// For short inputs (a single sentence: ten-odd rows) burn's matmul stays on one core; with `halves`
+/// set (CPU with more than one thread) the two column halves run in parallel instead, which is where a
+/// lone sentence spends most of its time.
 #[derive(Debug, Clone)]
 struct Dense<B: Backend> {
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
+    halves: Option<Box<(Dense<B>, Dense<B>)>>,
 }
 
 impl<B: Backend> From<&Linear<B>> for Dense<B> {
@@ -206,12 +220,49 @@ impl<B: Backend> From<&Linear<B>> for Dense<B> {
         Dense {
             weight: l.weight.val(),
             bias: l.bias.as_ref().map(|b| b.val()),
+            halves: None,
         }
     }
 }
 
 impl<B: Backend> Dense<B> {
+    fn split_columns(mut self) -> Self {
+        let [_, out] = self.weight.dims();
+        let half = out / 2;
+        if half == 0 {
+            return self;
+        }
+        let part = |start: usize, len: usize| Dense {
+            weight: self.weight.clone().narrow(1, start, len),
+            bias: self.bias.clone().map(|b| b.narrow(0, start, len)),
+            halves: None,
+        };
+        let (a, b) = (part(0, half), part(half, out - half));
+        // narrow() is a view; a reshape round trip gives each half its own contiguous buffer.
+        let own = |d: Dense<B>| Dense {
+            weight: d.weight.clone() * 1.0,
+            bias: d.bias.map(|b| b * 1.0),
+            halves: None,
+        };
+        self.halves = Some(Box::new((own(a), own(b))));
+        self
+    }
+
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        if let Some(halves) = &self.halves {
+            let [rows, d_in] = x.dims();
+            let [_, d_out] = self.weight.dims();
+            if rows.saturating_mul(d_in).saturating_mul(d_out) < SMALL_MATMUL
+                && rayon::current_thread_index().is_none()
+                && rayon::current_num_threads() > 1
+            {
+                let (a, b) = rayon::join(
+                    || halves.0.forward(x.clone()),
+                    || halves.1.forward(x.clone()),
+                );
+                return Tensor::cat(vec![a, b], 1);
+            }
+        }
         burn::tensor::module::linear(x, self.weight.clone(), self.bias.clone())
     }
 }
@@ -337,9 +388,16 @@ impl<B: Backend> Encoder<B> {
             t.reshape([p.batch, p.seq, heads, head_dim]).swap_dims(1, 2)
         };
         let (q, k, v) = (heads_of(&l.query), heads_of(&l.key), heads_of(&l.value));
-        let ctx = attention(q, k, v, p.mask.clone(), None, AttentionModuleOptions::default())
-            .swap_dims(1, 2)
-            .reshape([p.batch * p.seq, hidden]);
+        let ctx = attention(
+            q,
+            k,
+            v,
+            p.mask.clone(),
+            None,
+            AttentionModuleOptions::default(),
+        )
+        .swap_dims(1, 2)
+        .reshape([p.batch * p.seq, hidden]);
         let ctx = match &p.to_packed {
             Some(idx) => ctx.select(0, idx.clone()),
             None => ctx,

@@ -21,6 +21,7 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use burn_store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use rayon::prelude::*;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use crate::backend::{self, CpuBackend, CpuDevice, Device, DevicePreference};
@@ -36,6 +37,8 @@ pub const DIMENSION: usize = 384;
 /// Texts run through the encoder together at most; bigger inputs to [`SentenceEmbedder::embed_batch`]
 /// are split, which bounds memory (a batch costs about `batch * tokens^2 * heads` floats in attention).
 pub const MAX_BATCH: usize = 64;
+/// Most parts a CPU batch is split into to run side by side (see [`SentenceEmbedder::embed_batch`]).
+const MAX_PARTS: usize = 4;
 
 /// Why an embedding could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -116,12 +119,12 @@ impl SentenceEmbedder {
         let engine = match &device {
             Device::Cpu => {
                 let d = CpuDevice::default();
-                Engine::Cpu(load_weights(&config, &weights_path, &d)?, d)
+                Engine::Cpu(load_weights(&config, &weights_path, &d, true)?, d)
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(i) => {
                 let d = backend::CudaDevice::new(*i);
-                Engine::Cuda(load_weights(&config, &weights_path, &d)?, d)
+                Engine::Cuda(load_weights(&config, &weights_path, &d, false)?, d)
             }
         };
         Ok(SentenceEmbedder {
@@ -187,10 +190,45 @@ impl SentenceEmbedder {
         Ok(out)
     }
 
-    /// Runs the encoder on one padded batch of token-id sequences.
+    /// Runs the encoder on one batch of token-id sequences (sorted by length).
+    ///
+    /// On CPU the batch is dealt into as many parts as rayon has threads (at most [`MAX_PARTS`]) and the
+    /// parts run side by side: burn parallelises only its big matrix products, so this keeps every core
+    /// busy through the norms, activations, copies and attention as well.
     fn run(&self, ids: &[&[u32]]) -> Result<Vec<Vec<f32>>, EmbedError> {
         match &self.engine {
-            Engine::Cpu(model, device) => encode(model, device, ids),
+            Engine::Cpu(model, device) => {
+                let parts = rayon::current_num_threads()
+                    .clamp(1, MAX_PARTS)
+                    .min(ids.len());
+                if parts <= 1 {
+                    return encode(model, device, ids);
+                }
+                // Round-robin over the length-sorted ids gives parts of nearly equal token counts.
+                let mut groups: Vec<Vec<(usize, &[u32])>> = vec![Vec::new(); parts];
+                for (i, s) in ids.iter().enumerate() {
+                    if let Some(g) = groups.get_mut(i % parts) {
+                        g.push((i, s));
+                    }
+                }
+                let results: Vec<Result<Vec<(usize, Vec<f32>)>, EmbedError>> = groups
+                    .par_iter()
+                    .map(|g| {
+                        let seqs: Vec<&[u32]> = g.iter().map(|(_, s)| *s).collect();
+                        let vectors = encode(model, device, &seqs)?;
+                        Ok(g.iter().map(|(i, _)| *i).zip(vectors).collect())
+                    })
+                    .collect();
+                let mut out = vec![Vec::new(); ids.len()];
+                for part in results {
+                    for (i, v) in part? {
+                        if let Some(slot) = out.get_mut(i) {
+                            *slot = v;
+                        }
+                    }
+                }
+                Ok(out)
+            }
             #[cfg(feature = "cuda")]
             Engine::Cuda(model, device) => encode(model, device, ids),
         }
@@ -222,13 +260,21 @@ fn read_config(path: &Path) -> Result<BertConfig, EmbedError> {
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let config: BertConfig = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     if config.hidden_act != "gelu" {
-        return Err(bad(format!("activation {:?} is not supported", config.hidden_act)));
+        return Err(bad(format!(
+            "activation {:?} is not supported",
+            config.hidden_act
+        )));
     }
     if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
-        return Err(bad("hidden size is not a multiple of the head count".to_owned()));
+        return Err(bad(
+            "hidden size is not a multiple of the head count".to_owned()
+        ));
     }
     if config.hidden_size != DIMENSION {
-        return Err(bad(format!("hidden size {} is not {DIMENSION}", config.hidden_size)));
+        return Err(bad(format!(
+            "hidden size {} is not {DIMENSION}",
+            config.hidden_size
+        )));
     }
     Ok(config)
 }
@@ -256,6 +302,7 @@ fn load_weights<B: Backend>(
     config: &BertConfig,
     path: &Path,
     device: &B::Device,
+    cpu: bool,
 ) -> Result<bert::Encoder<B>, EmbedError> {
     let bad = |reason: String| EmbedError::Weights {
         path: path.to_owned(),
@@ -285,7 +332,9 @@ fn load_weights<B: Backend>(
         unused = ?result.unused,
         "loaded all-MiniLM-L6-v2 weights"
     );
-    Ok(model.no_grad().into_encoder(config.num_attention_heads))
+    Ok(model
+        .no_grad()
+        .into_encoder(config.num_attention_heads, cpu))
 }
 
 /// Runs the encoder on a batch of token-id sequences (packed, see [`bert::Encoder`]), mean-pools each
@@ -311,7 +360,8 @@ fn encode<B: Backend>(
             .iter()
             .flat_map(|&len| (0..len).map(|p| i32::try_from(p).unwrap_or(0)))
             .collect();
-        let ints = |v: Vec<i32>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [tokens]), device);
+        let ints =
+            |v: Vec<i32>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [tokens]), device);
         let packing = bert::Packing::new(&live_lengths, device);
         let states = model.forward(ints(flat), ints(positions), &packing);
         let values = states
