@@ -1,0 +1,378 @@
+//! `agora node`: join the mesh and serve a small local JSON API about what this node knows.
+//!
+//! The API (on `--http`, loopback by default) is what `agora peers` and `agora providers` read:
+//! `GET /api/status`, `GET /api/peers`, `GET /api/providers?task=embed[&model=M][&dht=1&subnet=1]`.
+//! It is for the operator of this machine, not for the network: bind it to 127.0.0.1.
+
+use agora_overlay::{Client, Config, KadMode, Multiaddr, ProviderRow, RelayMode, SubnetOffer};
+use agora_protocols::{ModelOffer, QueryErrorKind, SecretKey, Task};
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Largest node config file read.
+const MAX_CONFIG_LEN: u64 = 64 * 1024;
+
+/// Join the mesh: discover peers, follow adverts, answer what the node serves.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// A bootstrap node, with /p2p/<peer id> (repeatable; adds to those in --config).
+    #[arg(long, value_name = "MULTIADDR")]
+    bootstrap: Vec<Multiaddr>,
+    /// A JSON file with {"bootstrap": [...], "listen": [...], "subnets": [...]}.
+    #[arg(long, env = "AGORA_NODE_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Where to listen (repeatable). Default: TCP and QUIC on port 4001.
+    #[arg(long, value_name = "MULTIADDR")]
+    listen: Vec<Multiaddr>,
+    /// Serve the local JSON API here (e.g. 127.0.0.1:7700; port 0 picks one and prints it).
+    #[arg(long, value_name = "HOST:PORT")]
+    http: Option<SocketAddr>,
+    /// Wallet whose hotkey is this node's identity.
+    #[arg(long, value_name = "NAME", required_unless_present = "ephemeral_key")]
+    wallet: Option<String>,
+    /// Hotkey of that wallet.
+    #[arg(long, default_value = "default", value_name = "NAME")]
+    hotkey: String,
+    /// Directory holding all wallets [default: ~/.agora/wallets].
+    #[arg(long, env = "AGORA_WALLET_PATH", value_name = "DIR")]
+    wallet_path: Option<PathBuf>,
+    /// Read the hotkey's password from this file.
+    #[arg(long, value_name = "PATH")]
+    password_file: Option<PathBuf>,
+    /// Read the hotkey's password from this environment variable (give its name).
+    #[arg(long, value_name = "VAR")]
+    password_env: Option<String>,
+    /// A throwaway identity for this run (tests, demos): nothing it earns can be claimed later.
+    #[arg(long, conflicts_with = "wallet")]
+    ephemeral_key: bool,
+    /// Serve the DHT even though AutoNAT has not confirmed this node is reachable (loopback and
+    /// private test meshes, where AutoNAT never can).
+    #[arg(long)]
+    kad_server: bool,
+    /// A mesh on 127.0.0.1: implies --kad-server, uses listen addresses as external ones, speeds
+    /// up adverts and discovery.
+    #[arg(long)]
+    loopback: bool,
+    /// When to take a relay reservation through a bootstrap node.
+    #[arg(long, value_enum, default_value_t = RelayArg::Auto)]
+    relay: RelayArg,
+    /// Subnets to join (repeatable).
+    #[arg(long = "subnet", value_name = "N")]
+    subnets: Vec<u16>,
+    /// Advertise a model: TASK:MODEL:PRICE (repeatable), e.g. embed:all-minilm-l6-v2:1000. This
+    /// node only publishes it; queries are refused until a model runner (`agora serve`) answers.
+    #[arg(long, value_name = "TASK:MODEL:PRICE")]
+    advertise: Vec<String>,
+}
+
+/// `--relay` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RelayArg {
+    /// Reserve once AutoNAT says this node is private.
+    Auto,
+    /// Reserve from the start (known to be behind a NAT).
+    Always,
+    /// Never reserve.
+    Never,
+}
+
+/// The config file's shape; every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    bootstrap: Vec<String>,
+    #[serde(default)]
+    listen: Vec<String>,
+    #[serde(default)]
+    subnets: Vec<u16>,
+}
+
+fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.len() > MAX_CONFIG_LEN {
+        bail!("{} is over {MAX_CONFIG_LEN} bytes", path.display());
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+fn parse_addrs(list: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
+    list.iter()
+        .map(|a| {
+            a.parse()
+                .map_err(|e| anyhow!("{what} address {a:?}: {e}"))
+        })
+        .collect()
+}
+
+fn parse_offer(text: &str, subnet: u16) -> anyhow::Result<SubnetOffer> {
+    let mut parts = text.splitn(3, ':');
+    let (Some(task), Some(model), Some(price)) = (parts.next(), parts.next(), parts.next()) else {
+        bail!("--advertise {text:?}: expected TASK:MODEL:PRICE");
+    };
+    let task: Task = task.parse().map_err(|e| anyhow!("--advertise {text:?}: {e}"))?;
+    let price: u64 = price
+        .parse()
+        .map_err(|_| anyhow!("--advertise {text:?}: the price is a whole number"))?;
+    if model.is_empty() {
+        bail!("--advertise {text:?}: empty model name");
+    }
+    Ok(SubnetOffer {
+        subnet,
+        offer: ModelOffer {
+            task,
+            model: model.to_string(),
+            price,
+            queue_depth: 0,
+            throughput_milli: 0,
+        },
+    })
+}
+
+fn load_key(args: &NodeArgs) -> anyhow::Result<SecretKey> {
+    if args.ephemeral_key {
+        return Ok(SecretKey::generate());
+    }
+    let name = args
+        .wallet
+        .as_deref()
+        .ok_or_else(|| anyhow!("give --wallet NAME or --ephemeral-key"))?;
+    let root = match &args.wallet_path {
+        Some(path) => path.clone(),
+        None => agora_wallet::default_root()?,
+    };
+    let wallet = agora_wallet::Wallet::new(&root, name)?;
+    let file = wallet.hotkey_file(&args.hotkey)?;
+    let password = if file.is_encrypted() {
+        Some(match (&args.password_file, &args.password_env) {
+            (Some(path), _) => agora_wallet::Password::from_file(path)?,
+            (None, Some(var)) => agora_wallet::Password::from_env(var)?,
+            (None, None) => agora_wallet::Password::from_string(
+                rpassword::prompt_password(format!("Password of hotkey {:?}: ", args.hotkey))
+                    .context("no terminal to ask for the password: use --password-file")?,
+            ),
+        })
+    } else {
+        None
+    };
+    Ok(wallet.unlock_hotkey(&args.hotkey, password.as_ref())?)
+}
+
+/// Builds the overlay configuration from flags and the config file.
+fn overlay_config(args: &NodeArgs) -> anyhow::Result<Config> {
+    let file = match &args.config {
+        Some(path) => read_config(path)?,
+        None => FileConfig::default(),
+    };
+    let mut config = if args.loopback {
+        Config::loopback()
+    } else {
+        Config::default()
+    };
+    config.bootstrap = parse_addrs(&file.bootstrap, "bootstrap")?;
+    config.bootstrap.extend(args.bootstrap.iter().cloned());
+    let listen = if args.listen.is_empty() {
+        parse_addrs(&file.listen, "listen")?
+    } else {
+        args.listen.clone()
+    };
+    if !listen.is_empty() {
+        config.listen = listen;
+    }
+    let mut subnets = args.subnets.clone();
+    subnets.extend(file.subnets);
+    if !subnets.is_empty() {
+        config.subnets = subnets;
+    }
+    if args.kad_server {
+        config.kad_mode = KadMode::Server;
+    }
+    config.relay = match args.relay {
+        RelayArg::Auto => RelayMode::Auto,
+        RelayArg::Always => RelayMode::Always,
+        RelayArg::Never => RelayMode::Never,
+    };
+    let subnet = config.subnets.first().copied().unwrap_or(1);
+    config.offers = args
+        .advertise
+        .iter()
+        .map(|text| parse_offer(text, subnet))
+        .collect::<anyhow::Result<_>>()?;
+    if config.bootstrap.is_empty() {
+        eprintln!("warning: no bootstrap node given (--bootstrap or --config); waiting to be dialed");
+    }
+    Ok(config)
+}
+
+/// Runs `agora node` until interrupted.
+pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    let key = load_key(&args)?;
+    let config = overlay_config(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(key, config, args.http))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(key: SecretKey, config: Config, http: Option<SocketAddr>) -> anyhow::Result<()> {
+    let (client, mut events) = agora_overlay::spawn(&key, config, None)?;
+
+    // No model runner is attached to a bare node: refuse with a reason rather than time out.
+    let refuser = client.clone();
+    tokio::spawn(async move {
+        while let Some(agora_overlay::Event::InboundQuery { reply, .. }) = events.recv().await {
+            let response = agora_overlay::error_response(
+                QueryErrorKind::UnknownModel,
+                "this node runs no model runner (start it with `agora serve`)",
+            );
+            let _ = refuser.respond(reply, response).await;
+        }
+    });
+
+    let mut status = client.status().await?;
+    for _ in 0..100 {
+        if !status.listen_addrs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = client.status().await?;
+    }
+    println!("peer {}", client.peer_id());
+    for addr in &status.listen_addrs {
+        println!("listen {addr}/p2p/{}", client.peer_id());
+    }
+
+    if let Some(addr) = http {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the API on {addr}"))?;
+        println!("http {}", listener.local_addr()?);
+        let app = api(client.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                eprintln!("API server stopped: {e}");
+            }
+        });
+    }
+    println!("ready");
+    use std::io::Write;
+    std::io::stdout().flush()?;
+
+    shutdown_signal().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async {
+            match term.as_mut() {
+                Some(term) => { term.recv().await; }
+                None => std::future::pending::<()>().await,
+            }
+        } => {}
+    }
+}
+
+/// Query string of `/api/providers`.
+#[derive(Debug, Deserialize)]
+struct ProvidersQuery {
+    task: Option<String>,
+    model: Option<String>,
+    /// Also ask Kademlia provider records (needs task and model).
+    #[serde(default)]
+    dht: Option<String>,
+    subnet: Option<u16>,
+}
+
+fn api(client: Client) -> axum::Router {
+    use axum::extract::{Query, State};
+    use axum::http::StatusCode;
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+
+    fn unavailable(e: impl std::fmt::Display) -> Response {
+        (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response()
+    }
+
+    async fn status(State(client): State<Client>) -> Response {
+        match client.status().await {
+            Ok(s) => axum::Json(s).into_response(),
+            Err(e) => unavailable(e),
+        }
+    }
+    async fn peers(State(client): State<Client>) -> Response {
+        match client.peers().await {
+            Ok(p) => axum::Json(p).into_response(),
+            Err(e) => unavailable(e),
+        }
+    }
+    async fn providers(State(client): State<Client>, Query(q): Query<ProvidersQuery>) -> Response {
+        let task: Option<Task> = match q.task.as_deref().map(str::parse).transpose() {
+            Ok(task) => task,
+            Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}")).into_response(),
+        };
+        let mut rows = match client.providers(task, q.model.clone()).await {
+            Ok(rows) => rows,
+            Err(e) => return unavailable(e),
+        };
+        if q.dht.as_deref().is_some_and(|v| v == "1" || v == "true") {
+            let (Some(task), Some(model)) = (task, q.model.clone()) else {
+                return (StatusCode::BAD_REQUEST, "dht=1 needs task and model").into_response();
+            };
+            let subnet = q.subnet.unwrap_or(1);
+            match tokio::time::timeout(
+                Duration::from_secs(30),
+                client.dht_providers(subnet, task, model.clone()),
+            )
+            .await
+            {
+                Ok(Ok(peers)) => {
+                    for peer in peers {
+                        let peer = peer.to_string();
+                        let mut known = false;
+                        for row in rows.iter_mut().filter(|r| r.peer == peer) {
+                            row.source = "gossip+dht".to_string();
+                            known = true;
+                        }
+                        if known {
+                            continue;
+                        }
+                        rows.push(ProviderRow {
+                            peer,
+                            subnet,
+                            task: task.as_str().to_string(),
+                            model: model.clone(),
+                            price: 0,
+                            queue_depth: 0,
+                            throughput_milli: 0,
+                            reachability: "unknown".to_string(),
+                            addrs: Vec::new(),
+                            age_ms: 0,
+                            source: "dht".to_string(),
+                        });
+                    }
+                }
+                Ok(Err(e)) => return unavailable(e),
+                Err(_) => return unavailable("DHT lookup timed out"),
+            }
+        }
+        axum::Json(rows).into_response()
+    }
+
+    axum::Router::new()
+        .route("/api/status", get(status))
+        .route("/api/peers", get(peers))
+        .route("/api/providers", get(providers))
+        .with_state(client)
+}

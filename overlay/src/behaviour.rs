@@ -1,0 +1,241 @@
+//! The one `NetworkBehaviour` of an Agora node and the swarm built around it.
+//!
+//! One field per protocol, optional parts behind [`Toggle`] (as `libp2p-server` does): a bootstrap
+//! node turns the relay server on, every node has the relay client (the swarm builder adds its
+//! transport), DCUtR can be switched off. Transports: TCP+Noise+Yamux (kept so that js-libp2p peers
+//! can join), QUIC, DNS, and the relay circuit transport.
+
+use crate::codec::{QUERY_PROTOCOL, QueryCodec};
+use crate::config::{Config, KadMode};
+use crate::error::OverlayError;
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    StreamProtocol, Swarm, autonat, connection_limits, dcutr, gossipsub, identify, identity, kad,
+    noise, ping, relay, request_response, tcp, yamux,
+};
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+/// Kademlia's protocol name: our own DHT, separate from the IPFS one.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/agora/kad/1.0.0");
+/// Identify's protocol version string.
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "/agora/1.0.0";
+
+/// Everything an Agora node speaks.
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    /// Refuses connections past the configured counts before any protocol sees them.
+    pub limits: connection_limits::Behaviour,
+    /// Peers tell each other their listen addresses and what they observe of us.
+    pub identify: identify::Behaviour,
+    /// Liveness and round-trip times.
+    pub ping: ping::Behaviour,
+    /// The DHT: peer discovery and provider records.
+    pub kad: kad::Behaviour<kad::store::MemoryStore>,
+    /// Adverts and open-call announcements.
+    pub gossipsub: gossipsub::Behaviour,
+    /// `/agora/query/1`: queries, offers and answers.
+    pub query: request_response::Behaviour<QueryCodec>,
+    /// Are we publicly reachable? Also answers others' probes.
+    pub autonat: autonat::Behaviour,
+    /// Relay server (bootstrap nodes only).
+    pub relay_server: Toggle<relay::Behaviour>,
+    /// Relay client: reservations and circuits through a relay.
+    pub relay_client: relay::client::Behaviour,
+    /// Hole punching over relayed connections.
+    pub dcutr: Toggle<dcutr::Behaviour>,
+}
+
+impl std::fmt::Debug for Behaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Behaviour").finish_non_exhaustive()
+    }
+}
+
+/// The gossipsub message id: a blake3 hash of the data. Content ids are computed the same way by
+/// every implementation (unlike source+seqno), and identical messages are deduplicated.
+fn content_message_id(message: &gossipsub::Message) -> gossipsub::MessageId {
+    gossipsub::MessageId::from(blake3::hash(&message.data).as_bytes().to_vec())
+}
+
+/// Per-topic scoring: reward first deliveries, punish invalid messages hard. Mesh delivery quotas
+/// are off: adverts come every few seconds from a few providers, and a quota would punish honest
+/// peers on a quiet topic.
+fn topic_score_params() -> gossipsub::TopicScoreParams {
+    gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -100.0,
+        invalid_message_deliveries_decay: 0.5,
+        ..gossipsub::TopicScoreParams::default()
+    }
+}
+
+fn gossipsub_behaviour(
+    keypair: &identity::Keypair,
+    config: &Config,
+) -> Result<gossipsub::Behaviour, OverlayError> {
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .message_id_fn(content_message_id)
+        .validate_messages()
+        .max_transmit_size(config.max_gossip_len)
+        .heartbeat_interval(Duration::from_secs(1))
+        .build()
+        .map_err(|e| OverlayError::Config(format!("gossipsub: {e}")))?;
+    let mut behaviour = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(keypair.clone()),
+        gossip_config,
+    )
+    .map_err(|e| OverlayError::Config(format!("gossipsub: {e}")))?;
+
+    let mut params = gossipsub::PeerScoreParams::default();
+    if config.exempt_loopback_from_colocation {
+        params.ip_colocation_factor_whitelist = HashSet::from([
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ]);
+    }
+    for subnet in config.all_subnets() {
+        for topic in [
+            crate::providers::advert_topic(subnet),
+            crate::providers::announce_topic(subnet),
+        ] {
+            params.topics.insert(
+                gossipsub::IdentTopic::new(topic).hash(),
+                topic_score_params(),
+            );
+        }
+    }
+    behaviour
+        .with_peer_score(params, gossipsub::PeerScoreThresholds::default())
+        .map_err(|e| OverlayError::Config(format!("gossipsub scoring: {e}")))?;
+    Ok(behaviour)
+}
+
+fn relay_server_config(limits: &crate::config::RelayServerLimits) -> relay::Config {
+    relay::Config {
+        max_reservations: limits.max_reservations,
+        max_reservations_per_peer: limits.max_reservations_per_peer,
+        reservation_duration: limits.reservation_duration,
+        max_circuits: limits.max_circuits,
+        max_circuits_per_peer: limits.max_circuits_per_peer,
+        max_circuit_duration: limits.max_circuit_duration,
+        max_circuit_bytes: limits.max_circuit_bytes,
+        ..relay::Config::default()
+    }
+}
+
+impl Behaviour {
+    fn new(
+        keypair: &identity::Keypair,
+        relay_client: relay::client::Behaviour,
+        config: &Config,
+    ) -> Result<Self, OverlayError> {
+        let peer_id = keypair.public().to_peer_id();
+
+        let limits = connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(config.max_established))
+                .with_max_established_per_peer(Some(config.max_established_per_peer))
+                .with_max_pending_incoming(Some(config.max_pending_connections))
+                .with_max_pending_outgoing(Some(config.max_pending_connections)),
+        );
+
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_string(), keypair.public())
+                .with_agent_version(config.agent_version.clone())
+                .with_push_listen_addr_updates(true),
+        );
+
+        let mut kad_config = kad::Config::new(KAD_PROTOCOL);
+        kad_config
+            .set_query_timeout(Duration::from_secs(30))
+            .set_provider_record_ttl(Some(Duration::from_secs(24 * 60 * 60)))
+            .set_provider_publication_interval(Some(Duration::from_secs(10 * 60)))
+            .set_periodic_bootstrap_interval(Some(
+                config.discovery_interval.max(Duration::from_secs(5)),
+            ));
+        let mut kad =
+            kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+        kad.set_mode(Some(match config.kad_mode {
+            KadMode::Server => kad::Mode::Server,
+            // Auto starts as a client; the event loop promotes it when AutoNAT says public.
+            KadMode::Auto | KadMode::Client => kad::Mode::Client,
+        }));
+
+        let query = request_response::Behaviour::with_codec(
+            QueryCodec,
+            [(QUERY_PROTOCOL, request_response::ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(config.request_timeout)
+                .with_max_concurrent_streams(256),
+        );
+
+        let autonat = autonat::Behaviour::new(
+            peer_id,
+            autonat::Config {
+                only_global_ips: config.autonat_only_global_ips,
+                boot_delay: Duration::from_secs(5),
+                retry_interval: Duration::from_secs(30),
+                refresh_interval: Duration::from_secs(5 * 60),
+                ..autonat::Config::default()
+            },
+        );
+
+        let relay_server = config.relay_server.as_ref().map(|limits| {
+            let mut relay = relay::Behaviour::new(peer_id, relay_server_config(limits));
+            // Running a relay is the operator's decision; do not wait for AutoNAT to confirm an
+            // external address before offering the hop protocol.
+            relay.set_status(Some(relay::Status::Enable));
+            relay
+        });
+
+        let dcutr = config.dcutr.then(|| dcutr::Behaviour::new(peer_id));
+
+        Ok(Self {
+            limits,
+            identify,
+            ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
+            kad,
+            gossipsub: gossipsub_behaviour(keypair, config)?,
+            query,
+            autonat,
+            relay_server: relay_server.into(),
+            relay_client,
+            dcutr: dcutr.into(),
+        })
+    }
+}
+
+/// Builds the swarm: transports once, then the behaviour.
+pub fn build_swarm(
+    keypair: identity::Keypair,
+    config: &Config,
+) -> Result<Swarm<Behaviour>, OverlayError> {
+    let idle = config.idle_connection_timeout;
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| OverlayError::Transport(e.to_string()))?
+        .with_quic()
+        .with_dns()
+        .map_err(|e| OverlayError::Transport(e.to_string()))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| OverlayError::Transport(e.to_string()))?
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, relay_client, config)
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
+        })
+        .map_err(|e| OverlayError::Config(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .build();
+    Ok(swarm)
+}

@@ -1,0 +1,1050 @@
+//! The event loop: the one owner of the swarm.
+//!
+//! It `select!`s between swarm events, commands from [`crate::Client`] handles and a few timers
+//! (adverts, discovery, expiry, closing open calls). Every answer owed to a caller waits in a map
+//! keyed by the libp2p id of the operation, and every map is bounded by `Config::max_pending`.
+
+use crate::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
+use crate::client::{Command, Event, NodeStatus, PeerRow, QueryReply};
+use crate::config::{Config, KadMode, RelayMode, SubnetOffer};
+use crate::error::OverlayError;
+use crate::providers::{
+    AdvertVerdict, ProviderTable, advert_topic, announce_topic, check_advert, provider_key,
+};
+use crate::query::{Answer, check_answer, check_inbound_query, error_response, now_ms, peer_id_of};
+use agora_protocols::{
+    CapabilityAdvert, ContentId, Offer, QueryAnnouncement, QueryErrorKind, QueryRequest,
+    QueryWireRequest, QueryWireResponse, Reachability, SecretKey, Signed, advert::MAX_ADVERT_ADDRS,
+};
+use futures::StreamExt;
+use libp2p::kad::{self, QueryId};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, autonat, gossipsub, identify, ping, relay};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most addresses remembered per peer from identify.
+const MAX_ADDRS_PER_PEER: usize = 8;
+/// How long an offer we make stays valid.
+const OFFER_VALIDITY: Duration = Duration::from_secs(10);
+
+/// What a gossip topic carries.
+#[derive(Debug, Clone, Copy)]
+enum TopicKind {
+    Adverts(u16),
+    Announcements(u16),
+}
+
+/// An outbound request waiting for its response.
+#[derive(Debug)]
+enum Pending {
+    /// A query we sent; the caller waits for the checked answer.
+    Query {
+        request: Box<Signed<QueryRequest>>,
+        tx: QueryTx,
+    },
+    /// An offer we made on someone's open call.
+    Offer,
+}
+
+/// Where a query's answer goes: a direct caller, or an open call (which reports the winner too).
+#[derive(Debug)]
+enum QueryTx {
+    Direct(oneshot::Sender<Result<Answer, OverlayError>>),
+    Open(oneshot::Sender<Result<(PeerId, Answer), OverlayError>>),
+}
+
+impl QueryTx {
+    fn send(self, peer: PeerId, result: Result<Answer, OverlayError>) {
+        match self {
+            QueryTx::Direct(tx) => {
+                let _ = tx.send(result);
+            }
+            QueryTx::Open(tx) => {
+                let _ = tx.send(result.map(|a| (peer, a)));
+            }
+        }
+    }
+}
+
+/// A provider lookup in progress: what has been found so far, and who is waiting for it.
+type PendingLookup = (
+    HashSet<PeerId>,
+    oneshot::Sender<Result<Vec<PeerId>, OverlayError>>,
+);
+
+/// An open call of ours, collecting offers until its window closes.
+#[derive(Debug)]
+struct OpenCall {
+    closes_at: Instant,
+    max_price: u64,
+    request: Box<Signed<QueryRequest>>,
+    offers: Vec<(PeerId, Offer, ResponseChannel<QueryWireResponse>)>,
+    tx: oneshot::Sender<Result<(PeerId, Answer), OverlayError>>,
+}
+
+#[derive(Debug, Default)]
+struct PeerInfo {
+    agent: Option<String>,
+    addrs: Vec<Multiaddr>,
+    rtt: Option<Duration>,
+}
+
+/// Owns the swarm; run it with [`EventLoop::run`].
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    key: SecretKey,
+    config: Config,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Sender<Event>,
+    metrics: Option<libp2p::metrics::Metrics>,
+    topics: HashMap<gossipsub::TopicHash, TopicKind>,
+    providers: ProviderTable,
+    offers: Vec<SubnetOffer>,
+    pending_requests: HashMap<OutboundRequestId, Pending>,
+    pending_dht: HashMap<QueryId, PendingLookup>,
+    open_calls: HashMap<ContentId, OpenCall>,
+    peer_info: HashMap<PeerId, PeerInfo>,
+    nat: autonat::NatStatus,
+    relays: HashSet<PeerId>,
+    relay_requested: bool,
+    provided_at_table_size: Option<usize>,
+}
+
+impl std::fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("peer_id", self.swarm.local_peer_id())
+            .finish_non_exhaustive()
+    }
+}
+
+fn strip_p2p(addr: &Multiaddr) -> (Multiaddr, Option<PeerId>) {
+    let mut addr = addr.clone();
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => {
+            addr.pop();
+            (addr, Some(peer))
+        }
+        _ => (addr, None),
+    }
+}
+
+fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        swarm: Swarm<Behaviour>,
+        key: SecretKey,
+        config: Config,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Sender<Event>,
+        metrics: Option<libp2p::metrics::Metrics>,
+    ) -> Self {
+        Self {
+            providers: ProviderTable::new(config.max_providers),
+            offers: config.offers.clone(),
+            swarm,
+            key,
+            config,
+            commands,
+            events,
+            metrics,
+            topics: HashMap::new(),
+            pending_requests: HashMap::new(),
+            pending_dht: HashMap::new(),
+            open_calls: HashMap::new(),
+            peer_info: HashMap::new(),
+            nat: autonat::NatStatus::Unknown,
+            relays: HashSet::new(),
+            relay_requested: false,
+            provided_at_table_size: None,
+        }
+    }
+
+    /// Listens, joins topics and dials the bootstrap nodes. Errors here are the caller's to report
+    /// (a port in use, a malformed address); later network trouble is logged and survived.
+    pub(crate) fn start(&mut self) -> Result<(), OverlayError> {
+        for addr in self.config.listen.clone() {
+            self.swarm
+                .listen_on(addr.clone())
+                .map_err(|e| OverlayError::Transport(format!("listen on {addr}: {e}")))?;
+        }
+        for subnet in self.config.all_subnets() {
+            for (name, kind) in [
+                (advert_topic(subnet), TopicKind::Adverts(subnet)),
+                (announce_topic(subnet), TopicKind::Announcements(subnet)),
+            ] {
+                let topic = gossipsub::IdentTopic::new(name);
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .subscribe(&topic)
+                    .map_err(|e| OverlayError::Config(format!("subscribe: {e}")))?;
+                self.topics.insert(topic.hash(), kind);
+            }
+        }
+        for addr in self.config.bootstrap.clone() {
+            let (plain, peer) = strip_p2p(&addr);
+            match peer {
+                Some(peer) => {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, plain);
+                }
+                None => {
+                    tracing::warn!(%addr, "bootstrap address without /p2p/<peer id>: dialing anyway")
+                }
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, error = %e, "cannot dial bootstrap node");
+            }
+        }
+        // RelayMode::Always reserves once a bootstrap connection is up (see ConnectionEstablished):
+        // asking now would race our own dial, and the relay client drops a listener whose dial
+        // loses that race.
+        Ok(())
+    }
+
+    fn listen_via_relay(&mut self, relay_addr: &Multiaddr) {
+        let circuit = relay_addr.clone().with(Protocol::P2pCircuit);
+        match self.swarm.listen_on(circuit.clone()) {
+            Ok(_) => tracing::info!(%circuit, "asking for a relay reservation"),
+            Err(e) => tracing::warn!(%circuit, error = %e, "cannot listen via relay"),
+        }
+    }
+
+    /// Runs until every [`crate::Client`] handle is dropped.
+    pub async fn run(mut self) {
+        let mut advert_tick = tokio::time::interval(self.config.advert_interval);
+        let mut discovery_tick = tokio::time::interval(self.config.discovery_interval);
+        let mut call_tick = tokio::time::interval(Duration::from_millis(200));
+        for tick in [&mut advert_tick, &mut discovery_tick, &mut call_tick] {
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => return,
+                },
+                _ = advert_tick.tick() => self.publish_adverts(),
+                _ = discovery_tick.tick() => self.discover(),
+                _ = call_tick.tick() => self.close_open_calls(),
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Dial { addr, tx } => {
+                let result = self
+                    .swarm
+                    .dial(addr.clone())
+                    .map_err(|e| OverlayError::Dial(format!("{addr}: {e}")));
+                let _ = tx.send(result);
+            }
+            Command::AddAddress { peer, addr } => {
+                self.swarm.add_peer_address(peer, addr);
+            }
+            Command::Status { tx } => {
+                let _ = tx.send(self.status());
+            }
+            Command::Peers { tx } => {
+                let _ = tx.send(self.peer_rows());
+            }
+            Command::Providers { task, model, tx } => {
+                let now = now_ms();
+                self.providers.expire(now);
+                let _ = tx.send(self.providers.rows(task, model.as_deref(), now));
+            }
+            Command::DhtProviders {
+                subnet,
+                task,
+                model,
+                tx,
+            } => {
+                if self.pending_dht.len() >= self.config.max_pending {
+                    let _ = tx.send(Err(OverlayError::Overloaded("DHT lookups")));
+                    return;
+                }
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_providers(provider_key(subnet, task, &model));
+                self.pending_dht.insert(id, (HashSet::new(), tx));
+            }
+            Command::SetOffers { offers } => {
+                self.offers = offers;
+                self.provided_at_table_size = None;
+                self.provide();
+                self.publish_adverts();
+            }
+            Command::Query { peer, request, tx } => {
+                self.send_query(peer, request, QueryTx::Direct(tx));
+            }
+            Command::OpenQuery {
+                announcement,
+                request,
+                tx,
+            } => self.start_open_call(*announcement, request, tx),
+            Command::Respond { reply, response } => {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .query
+                    .send_response(reply.0, *response)
+                    .is_err()
+                {
+                    tracing::debug!("the client went away before the answer was sent");
+                }
+            }
+        }
+    }
+
+    fn send_query(&mut self, peer: PeerId, request: Box<Signed<QueryRequest>>, tx: QueryTx) {
+        if self.pending_requests.len() >= self.config.max_pending {
+            tx.send(peer, Err(OverlayError::Overloaded("requests")));
+            return;
+        }
+        let bytes = match request.to_bytes() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tx.send(peer, Err(OverlayError::Encode(e.to_string())));
+                return;
+            }
+        };
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .query
+            .send_request(&peer, QueryWireRequest::Query(bytes));
+        self.pending_requests
+            .insert(id, Pending::Query { request, tx });
+    }
+
+    fn start_open_call(
+        &mut self,
+        announcement: Signed<QueryAnnouncement>,
+        request: Box<Signed<QueryRequest>>,
+        tx: oneshot::Sender<Result<(PeerId, Answer), OverlayError>>,
+    ) {
+        let a = announcement.value();
+        if self.open_calls.len() >= self.config.max_pending {
+            let _ = tx.send(Err(OverlayError::Overloaded("open calls")));
+            return;
+        }
+        if a.query_id != request.value().query_id
+            || a.input_hash != ContentId::of_payload(&request.value().input)
+        {
+            let _ = tx.send(Err(OverlayError::Encode(
+                "the announcement does not describe the request".to_string(),
+            )));
+            return;
+        }
+        let bytes = match announcement.to_bytes() {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let _ = tx.send(Err(OverlayError::Encode(e.to_string())));
+                return;
+            }
+        };
+        let topic = gossipsub::IdentTopic::new(announce_topic(a.subnet));
+        if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+            let _ = tx.send(Err(OverlayError::NoOffers(format!(
+                "{}: cannot announce: {e}",
+                a.query_id.short()
+            ))));
+            return;
+        }
+        self.open_calls.insert(
+            a.query_id,
+            OpenCall {
+                closes_at: Instant::now() + self.config.offer_window,
+                max_price: a.max_price,
+                request,
+                offers: Vec::new(),
+                tx,
+            },
+        );
+    }
+
+    /// Awards every open call whose window has closed: the cheapest offer, then the shortest queue.
+    fn close_open_calls(&mut self) {
+        let now = Instant::now();
+        let closed: Vec<ContentId> = self
+            .open_calls
+            .iter()
+            .filter(|(_, call)| call.closes_at <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in closed {
+            let Some(mut call) = self.open_calls.remove(&id) else {
+                continue;
+            };
+            call.offers.sort_by(|a, b| {
+                a.1.price
+                    .cmp(&b.1.price)
+                    .then(a.1.queue_depth.cmp(&b.1.queue_depth))
+            });
+            let mut winner = None;
+            for (i, (peer, _, channel)) in call.offers.into_iter().enumerate() {
+                let awarded = i == 0;
+                if awarded {
+                    winner = Some(peer);
+                }
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .query
+                    .send_response(channel, QueryWireResponse::OfferNoted { awarded });
+            }
+            match winner {
+                Some(peer) => self.send_query(peer, call.request, QueryTx::Open(call.tx)),
+                None => {
+                    let _ = call.tx.send(Err(OverlayError::NoOffers(id.short())));
+                }
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(metrics) = &self.metrics {
+            libp2p::metrics::Recorder::record(metrics, &event);
+        }
+        match event {
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            SwarmEvent::NewListenAddr { address, .. } => {
+                tracing::info!(%address, "listening");
+                if is_relayed(&address) {
+                    // A reservation: this is how peers reach us now; say so in identify and adverts.
+                    self.swarm.add_external_address(address);
+                } else if self.config.listen_addrs_are_external {
+                    self.swarm.add_external_address(address);
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                self.swarm.remove_external_address(&address);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                self.peer_info.entry(peer_id).or_default();
+                if self.config.relay == RelayMode::Always
+                    && !self.relay_requested
+                    && self.is_bootstrap(&peer_id)
+                {
+                    self.request_relay();
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.peer_info.remove(&peer_id);
+                if self.relays.remove(&peer_id) {
+                    tracing::info!(relay = %peer_id, "lost the relay");
+                    self.relay_requested = false;
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, %error, "dial failed");
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                tracing::info!(%address, "external address confirmed");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(event) => {
+                if let Some(m) = &self.metrics {
+                    libp2p::metrics::Recorder::record(m, &event);
+                }
+                self.on_identify(event);
+            }
+            BehaviourEvent::Ping(event) => {
+                if let Some(m) = &self.metrics {
+                    libp2p::metrics::Recorder::record(m, &event);
+                }
+                // One failed ping is not a dead peer (concurrent pings from one remote can fail);
+                // the connection's own keep-alive and yamux decide that.
+                if let ping::Event {
+                    peer,
+                    result: Ok(rtt),
+                    ..
+                } = event
+                    && let Some(info) = self.peer_info.get_mut(&peer)
+                {
+                    info.rtt = Some(rtt);
+                }
+            }
+            BehaviourEvent::Kad(event) => {
+                if let Some(m) = &self.metrics {
+                    libp2p::metrics::Recorder::record(m, &event);
+                }
+                self.on_kad(event);
+            }
+            BehaviourEvent::Gossipsub(event) => {
+                if let Some(m) = &self.metrics {
+                    libp2p::metrics::Recorder::record(m, &event);
+                }
+                if let gossipsub::Event::Message {
+                    propagation_source,
+                    message_id,
+                    message,
+                } = event
+                {
+                    let acceptance = self.on_gossip(&message);
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .report_message_validation_result(
+                            &message_id,
+                            &propagation_source,
+                            acceptance,
+                        );
+                }
+            }
+            BehaviourEvent::Query(event) => self.on_query_event(event),
+            BehaviourEvent::Autonat(event) => self.on_autonat(event),
+            BehaviourEvent::RelayServer(event) => {
+                if let Some(m) = &self.metrics {
+                    libp2p::metrics::Recorder::record(m, &event);
+                }
+                tracing::debug!(?event, "relay server");
+            }
+            BehaviourEvent::RelayClient(event) => {
+                if let relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } = event {
+                    tracing::info!(relay = %relay_peer_id, "relay reservation accepted");
+                    self.relays.insert(relay_peer_id);
+                }
+            }
+            BehaviourEvent::Dcutr(event) => {
+                if let Some(m) = &self.metrics {
+                    libp2p::metrics::Recorder::record(m, &event);
+                }
+                match &event.result {
+                    Ok(_) => {
+                        tracing::info!(peer = %event.remote_peer_id, "hole punch succeeded: direct connection")
+                    }
+                    Err(e) => {
+                        tracing::info!(peer = %event.remote_peer_id, error = %e, "hole punch failed; staying relayed")
+                    }
+                }
+            }
+            BehaviourEvent::Limits(never) => match never {},
+        }
+    }
+
+    fn on_identify(&mut self, event: identify::Event) {
+        let identify::Event::Received { peer_id, info, .. } = event else {
+            return;
+        };
+        let addrs: Vec<Multiaddr> = info
+            .listen_addrs
+            .iter()
+            .take(MAX_ADDRS_PER_PEER)
+            .cloned()
+            .collect();
+        // Kademlia does not learn addresses from inbound connections: feed it what the peer says
+        // it listens on, but only for peers that serve the DHT.
+        if info.protocols.contains(&KAD_PROTOCOL) {
+            for addr in &addrs {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer_id, addr.clone());
+            }
+        }
+        if let Some(entry) = self.peer_info.get_mut(&peer_id) {
+            entry.agent = Some(info.agent_version.chars().take(128).collect());
+            entry.addrs = addrs;
+        }
+        // A private node reserves through a relay as soon as it knows one that supports the hop
+        // protocol.
+        if self.config.relay == RelayMode::Auto
+            && !self.relay_requested
+            && matches!(self.nat, autonat::NatStatus::Private)
+            && self.is_bootstrap(&peer_id)
+        {
+            self.request_relay();
+        }
+    }
+
+    fn is_bootstrap(&self, peer: &PeerId) -> bool {
+        self.config
+            .bootstrap
+            .iter()
+            .any(|a| strip_p2p(a).1.as_ref() == Some(peer))
+    }
+
+    fn request_relay(&mut self) {
+        let connected: Vec<Multiaddr> = self
+            .config
+            .bootstrap
+            .iter()
+            .filter(|a| strip_p2p(a).1.is_some_and(|p| self.swarm.is_connected(&p)))
+            .cloned()
+            .collect();
+        if let Some(addr) = connected.first() {
+            self.relay_requested = true;
+            self.listen_via_relay(addr);
+        }
+    }
+
+    fn on_autonat(&mut self, event: autonat::Event) {
+        let autonat::Event::StatusChanged { old, new } = event else {
+            return;
+        };
+        tracing::info!(?old, ?new, "NAT status changed");
+        self.nat = new.clone();
+        if self.config.kad_mode == KadMode::Auto {
+            let mode = match new {
+                autonat::NatStatus::Public(_) => kad::Mode::Server,
+                _ => kad::Mode::Client,
+            };
+            self.swarm.behaviour_mut().kad.set_mode(Some(mode));
+        }
+        if matches!(self.nat, autonat::NatStatus::Private)
+            && self.config.relay == RelayMode::Auto
+            && !self.relay_requested
+        {
+            self.request_relay();
+        }
+    }
+
+    fn on_kad(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => match result {
+                kad::QueryResult::GetProviders(Ok(kad::GetProvidersOk::FoundProviders {
+                    providers,
+                    ..
+                })) => {
+                    if let Some((found, _)) = self.pending_dht.get_mut(&id) {
+                        found.extend(providers);
+                    }
+                    if step.last {
+                        self.finish_dht(id, Ok(()));
+                    }
+                }
+                kad::QueryResult::GetProviders(Ok(
+                    kad::GetProvidersOk::FinishedWithNoAdditionalRecord { .. },
+                )) => self.finish_dht(id, Ok(())),
+                kad::QueryResult::GetProviders(Err(e)) => self.finish_dht(id, Err(e.to_string())),
+                kad::QueryResult::StartProviding(Err(e)) => {
+                    tracing::debug!(error = %e, "provider record not stored everywhere");
+                }
+                kad::QueryResult::Bootstrap(Err(e)) => {
+                    tracing::debug!(error = %e, "DHT bootstrap step failed");
+                }
+                _ => {}
+            },
+            kad::Event::RoutingUpdated { peer, .. } => {
+                tracing::debug!(%peer, "routing table updated");
+            }
+            kad::Event::UnroutablePeer { peer } => {
+                tracing::debug!(%peer, "unroutable peer");
+            }
+            _ => {}
+        }
+    }
+
+    fn finish_dht(&mut self, id: QueryId, result: Result<(), String>) {
+        let Some((found, tx)) = self.pending_dht.remove(&id) else {
+            return;
+        };
+        let result = match result {
+            // A lookup that found some providers before failing still answers.
+            Err(e) if found.is_empty() => Err(OverlayError::Dht(e)),
+            _ => Ok(found.into_iter().collect()),
+        };
+        let _ = tx.send(result);
+    }
+
+    /// Checks a gossip message before it is forwarded: decode, signature, author = gossip source,
+    /// subnet = topic's subnet, bounds, freshness. Invalid messages are rejected (the sender's score
+    /// drops); stale ones are only ignored.
+    fn on_gossip(&mut self, message: &gossipsub::Message) -> gossipsub::MessageAcceptance {
+        use gossipsub::MessageAcceptance::{Accept, Ignore, Reject};
+        let Some(kind) = self.topics.get(&message.topic).copied() else {
+            return Ignore;
+        };
+        let Some(source) = message.source else {
+            return Reject;
+        };
+        let now = now_ms();
+        match kind {
+            TopicKind::Adverts(subnet) => {
+                let advert = match check_advert(&source, subnet, &message.data, now) {
+                    Ok(advert) => advert,
+                    Err(AdvertVerdict::Invalid) => return Reject,
+                    Err(AdvertVerdict::Stale) => return Ignore,
+                };
+                if source != *self.swarm.local_peer_id() {
+                    for addr in advert.value().addrs.iter().take(MAX_ADVERT_ADDRS) {
+                        if let Ok(addr) = addr.parse::<Multiaddr>() {
+                            let (plain, _) = strip_p2p(&addr);
+                            self.swarm.add_peer_address(source, plain);
+                        }
+                    }
+                    self.providers.insert(source, advert, now);
+                }
+                Accept
+            }
+            TopicKind::Announcements(subnet) => {
+                let Ok(announcement) = Signed::<QueryAnnouncement>::from_bytes(&message.data)
+                else {
+                    return Reject;
+                };
+                let a = announcement.value();
+                if peer_id_of(&announcement.signer()).ok() != Some(source) || a.subnet != subnet {
+                    return Reject;
+                }
+                if a.deadline_ms < now {
+                    return Ignore;
+                }
+                self.maybe_offer(source, a);
+                Accept
+            }
+        }
+    }
+
+    /// Open mode, provider side: offer on an announcement for a model we serve within its budget.
+    fn maybe_offer(&mut self, client: PeerId, a: &QueryAnnouncement) {
+        if client == *self.swarm.local_peer_id()
+            || self.pending_requests.len() >= self.config.max_pending
+        {
+            return;
+        }
+        let Some(offer) = self.offers.iter().find(|o| {
+            o.subnet == a.subnet
+                && o.offer.task == a.task
+                && o.offer.model == a.model
+                && o.offer.price <= a.max_price
+        }) else {
+            return;
+        };
+        let offer = Offer {
+            query_id: a.query_id,
+            price: offer.offer.price,
+            queue_depth: offer.offer.queue_depth,
+            valid_until_ms: now_ms()
+                .saturating_add(u64::try_from(OFFER_VALIDITY.as_millis()).unwrap_or(u64::MAX)),
+        };
+        let Ok(bytes) = Signed::sign(offer, &self.key).and_then(|s| s.to_bytes()) else {
+            return;
+        };
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .query
+            .send_request(&client, QueryWireRequest::Offer(bytes));
+        self.pending_requests.insert(id, Pending::Offer);
+    }
+
+    fn on_query_event(
+        &mut self,
+        event: request_response::Event<QueryWireRequest, QueryWireResponse>,
+    ) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.on_inbound_request(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => match self.pending_requests.remove(&request_id) {
+                    Some(Pending::Query { request, tx }) => {
+                        tx.send(peer, check_answer(&peer, &request, response));
+                    }
+                    Some(Pending::Offer) => {
+                        if let QueryWireResponse::OfferNoted { awarded } = response {
+                            tracing::debug!(client = %peer, awarded, "offer answered");
+                        }
+                    }
+                    None => {}
+                },
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                if let Some(Pending::Query { tx, .. }) = self.pending_requests.remove(&request_id) {
+                    tx.send(
+                        peer,
+                        Err(OverlayError::Request {
+                            peer: peer.to_string(),
+                            reason: error.to_string(),
+                        }),
+                    );
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound query failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_inbound_request(
+        &mut self,
+        peer: PeerId,
+        request: QueryWireRequest,
+        channel: ResponseChannel<QueryWireResponse>,
+    ) {
+        let response = match request {
+            QueryWireRequest::Query(bytes) => match check_inbound_query(&peer, &bytes, now_ms()) {
+                Ok(request) => {
+                    let event = Event::InboundQuery {
+                        peer,
+                        request,
+                        reply: QueryReply(channel),
+                    };
+                    match self.events.try_send(event) {
+                        Ok(()) => return,
+                        Err(mpsc::error::TrySendError::Full(Event::InboundQuery {
+                            reply, ..
+                        }))
+                        | Err(mpsc::error::TrySendError::Closed(Event::InboundQuery {
+                            reply,
+                            ..
+                        })) => {
+                            let _ = self.swarm.behaviour_mut().query.send_response(
+                                reply.0,
+                                error_response(QueryErrorKind::Busy, "queue full: try later"),
+                            );
+                            return;
+                        }
+                    }
+                }
+                Err(e) => QueryWireResponse::Error(e),
+            },
+            QueryWireRequest::Offer(bytes) => match self.note_offer(peer, &bytes) {
+                Ok(call) => {
+                    if let Some(call) = self.open_calls.get_mut(&call) {
+                        // Held until the window closes; the award goes back on this channel.
+                        if let Ok(offer) = Signed::<Offer>::from_bytes(&bytes) {
+                            call.offers.push((peer, offer.into_value(), channel));
+                            return;
+                        }
+                    }
+                    QueryWireResponse::OfferNoted { awarded: false }
+                }
+                Err(kind) => error_response(kind, "offer refused"),
+            },
+        };
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .query
+            .send_response(channel, response);
+    }
+
+    /// Checks an offer for one of our open calls: signed by the sending peer, for a call still open,
+    /// within budget, still valid, and not past the per-call cap.
+    fn note_offer(&self, peer: PeerId, bytes: &[u8]) -> Result<ContentId, QueryErrorKind> {
+        let offer = Signed::<Offer>::from_bytes(bytes).map_err(|_| QueryErrorKind::BadSignature)?;
+        if peer_id_of(&offer.signer()).ok() != Some(peer) {
+            return Err(QueryErrorKind::BadSignature);
+        }
+        let o = offer.value();
+        let call = self
+            .open_calls
+            .get(&o.query_id)
+            .ok_or(QueryErrorKind::Expired)?;
+        if o.price > call.max_price {
+            return Err(QueryErrorKind::OverBudget);
+        }
+        if o.valid_until_ms < now_ms() {
+            return Err(QueryErrorKind::Expired);
+        }
+        if call.offers.len() >= self.config.max_offers_per_call
+            || call.offers.iter().any(|(p, _, _)| *p == peer)
+        {
+            return Err(QueryErrorKind::RateLimited);
+        }
+        Ok(o.query_id)
+    }
+
+    fn own_addrs(&self) -> (Reachability, Vec<String>) {
+        let external: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
+        let direct = external.iter().any(|a| !is_relayed(a));
+        let local = *self.swarm.local_peer_id();
+        let addrs = external
+            .iter()
+            .take(MAX_ADVERT_ADDRS)
+            .map(|a| a.clone().with_p2p(local).unwrap_or_else(|a| a).to_string())
+            .collect();
+        let reachability = if direct || external.is_empty() {
+            Reachability::Direct
+        } else {
+            Reachability::RelayOnly
+        };
+        (reachability, addrs)
+    }
+
+    fn publish_adverts(&mut self) {
+        if self.offers.is_empty() {
+            return;
+        }
+        let (reachability, addrs) = self.own_addrs();
+        let mut subnets: Vec<u16> = self.offers.iter().map(|o| o.subnet).collect();
+        subnets.sort_unstable();
+        subnets.dedup();
+        for subnet in subnets {
+            let advert = CapabilityAdvert {
+                subnet,
+                offers: self
+                    .offers
+                    .iter()
+                    .filter(|o| o.subnet == subnet)
+                    .map(|o| o.offer.clone())
+                    .take(agora_protocols::advert::MAX_ADVERT_OFFERS)
+                    .collect(),
+                reachability,
+                addrs: addrs.clone(),
+                issued_at_ms: now_ms(),
+                ttl_ms: u32::try_from(self.config.advert_ttl.as_millis()).unwrap_or(u32::MAX),
+            };
+            let bytes = match Signed::sign(advert, &self.key).and_then(|s| s.to_bytes()) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot sign advert");
+                    continue;
+                }
+            };
+            let topic = gossipsub::IdentTopic::new(advert_topic(subnet));
+            if let Err(e) = self.swarm.behaviour_mut().gossipsub.publish(topic, bytes) {
+                // No subscriber yet is normal right after start.
+                tracing::debug!(error = %e, subnet, "advert not published");
+            }
+        }
+    }
+
+    /// Registers provider records for everything we serve.
+    fn provide(&mut self) {
+        let keys: Vec<_> = self
+            .offers
+            .iter()
+            .map(|o| provider_key(o.subnet, o.offer.task, &o.offer.model))
+            .collect();
+        for key in keys {
+            if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(key) {
+                tracing::warn!(error = %e, "cannot store provider record");
+            }
+        }
+        self.provided_at_table_size = Some(self.routing_table_size());
+    }
+
+    fn routing_table_size(&mut self) -> usize {
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum()
+    }
+
+    /// A random walk to fill the routing table, expiry of stale adverts, and re-publication of our
+    /// provider records while the routing table is still growing (records put before peers were
+    /// known reached nobody).
+    fn discover(&mut self) {
+        let size = self.routing_table_size();
+        if size > 0 {
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .get_closest_peers(PeerId::random());
+        } else {
+            // Nothing known: try the bootstrap nodes again (they may have restarted).
+            for addr in self.config.bootstrap.clone() {
+                let _ = self.swarm.dial(addr);
+            }
+        }
+        self.providers.expire(now_ms());
+        if !self.offers.is_empty() && size > 0 && self.provided_at_table_size != Some(size) {
+            self.provide();
+        }
+    }
+
+    fn status(&mut self) -> NodeStatus {
+        let routing_table_peers = self.routing_table_size();
+        let kad_mode = self.swarm.behaviour_mut().kad.mode().to_string();
+        NodeStatus {
+            peer_id: self.swarm.local_peer_id().to_string(),
+            listen_addrs: self.swarm.listeners().map(|a| a.to_string()).collect(),
+            external_addrs: self
+                .swarm
+                .external_addresses()
+                .map(|a| a.to_string())
+                .collect(),
+            nat: match self.nat {
+                autonat::NatStatus::Public(_) => "public",
+                autonat::NatStatus::Private => "private",
+                autonat::NatStatus::Unknown => "unknown",
+            }
+            .to_string(),
+            kad_mode,
+            connected_peers: self.swarm.connected_peers().count(),
+            routing_table_peers,
+            providers: self.providers.len(),
+            relays: self.relays.iter().map(|p| p.to_string()).collect(),
+        }
+    }
+
+    fn peer_rows(&mut self) -> Vec<PeerRow> {
+        let mut rows: HashMap<PeerId, PeerRow> = HashMap::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for entry in bucket.iter() {
+                let peer = *entry.node.key.preimage();
+                rows.insert(
+                    peer,
+                    PeerRow {
+                        peer: peer.to_string(),
+                        connected: false,
+                        in_routing_table: true,
+                        addrs: entry.node.value.iter().map(|a| a.to_string()).collect(),
+                        agent: None,
+                        rtt_ms: None,
+                    },
+                );
+            }
+        }
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in connected {
+            let row = rows.entry(peer).or_insert_with(|| PeerRow {
+                peer: peer.to_string(),
+                connected: true,
+                in_routing_table: false,
+                addrs: Vec::new(),
+                agent: None,
+                rtt_ms: None,
+            });
+            row.connected = true;
+            if let Some(info) = self.peer_info.get(&peer) {
+                row.agent.clone_from(&info.agent);
+                row.rtt_ms = info
+                    .rtt
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                if row.addrs.is_empty() {
+                    row.addrs = info.addrs.iter().map(|a| a.to_string()).collect();
+                }
+            }
+        }
+        let mut rows: Vec<PeerRow> = rows.into_values().collect();
+        rows.sort_by(|a, b| a.peer.cmp(&b.peer));
+        rows
+    }
+}
