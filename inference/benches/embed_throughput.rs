@@ -15,6 +15,8 @@
 //! its idle OpenMP threads do not spin on the cores while burn's round runs. Without
 //! `AGORA_BENCH_PYTHON` only the burn side runs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
+
 use agora_inference::backend::DevicePreference;
 use agora_inference::embedding::SentenceEmbedder;
 use agora_inference::model_cache;

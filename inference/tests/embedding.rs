@@ -4,6 +4,8 @@
 //! sentence (see `data/make_embedding_fixtures.py`); the weights come from the model cache
 //! (`scripts/fetch-models`). Nothing here runs Python or touches the network.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
+
 use agora_inference::backend::{Device, DevicePreference};
 use agora_inference::embedding::{DIMENSION, MAX_TOKENS, SentenceEmbedder};
 use agora_inference::model_cache;

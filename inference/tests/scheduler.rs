@@ -1,6 +1,8 @@
 //! The batching scheduler, with a toy batch function. No test depends on how long anything takes:
 //! the worker is held on a gate while the test arranges the queue, then released.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
+
 use agora_inference::scheduler::{Scheduler, SchedulerConfig, SchedulerError};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,7 @@
 //! `agora infer embed` end to end: the real binary on the cached weights (`scripts/fetch-models`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests and benches fail loudly
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 

@@ -37,6 +37,9 @@ pub const DIMENSION: usize = 384;
 /// Texts run through the encoder together at most; bigger inputs to [`SentenceEmbedder::embed_batch`]
 /// are split, which bounds memory (a batch costs about `batch * tokens^2 * heads` floats in attention).
 pub const MAX_BATCH: usize = 64;
+/// Embeddings tagged with their position in the caller's batch.
+type Indexed = Vec<(usize, Vec<f32>)>;
+
 /// Most parts a CPU batch is split into to run side by side (see [`SentenceEmbedder::embed_batch`]).
 const MAX_PARTS: usize = 4;
 
@@ -211,7 +214,7 @@ impl SentenceEmbedder {
                         g.push((i, s));
                     }
                 }
-                let results: Vec<Result<Vec<(usize, Vec<f32>)>, EmbedError>> = groups
+                let results: Vec<Result<Indexed, EmbedError>> = groups
                     .par_iter()
                     .map(|g| {
                         let seqs: Vec<&[u32]> = g.iter().map(|(_, s)| *s).collect();
@@ -265,7 +268,11 @@ fn read_config(path: &Path) -> Result<BertConfig, EmbedError> {
             config.hidden_act
         )));
     }
-    if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+    if config.num_attention_heads == 0
+        || !config
+            .hidden_size
+            .is_multiple_of(config.num_attention_heads)
+    {
         return Err(bad(
             "hidden size is not a multiple of the head count".to_owned()
         ));
