@@ -105,10 +105,7 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
 
 fn parse_addrs(list: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
     list.iter()
-        .map(|a| {
-            a.parse()
-                .map_err(|e| anyhow!("{what} address {a:?}: {e}"))
-        })
+        .map(|a| a.parse().map_err(|e| anyhow!("{what} address {a:?}: {e}")))
         .collect()
 }
 
@@ -117,7 +114,9 @@ fn parse_offer(text: &str, subnet: u16) -> anyhow::Result<SubnetOffer> {
     let (Some(task), Some(model), Some(price)) = (parts.next(), parts.next(), parts.next()) else {
         bail!("--advertise {text:?}: expected TASK:MODEL:PRICE");
     };
-    let task: Task = task.parse().map_err(|e| anyhow!("--advertise {text:?}: {e}"))?;
+    let task: Task = task
+        .parse()
+        .map_err(|e| anyhow!("--advertise {text:?}: {e}"))?;
     let price: u64 = price
         .parse()
         .map_err(|_| anyhow!("--advertise {text:?}: the price is a whole number"))?;
@@ -206,7 +205,9 @@ fn overlay_config(args: &NodeArgs) -> anyhow::Result<Config> {
         .map(|text| parse_offer(text, subnet))
         .collect::<anyhow::Result<_>>()?;
     if config.bootstrap.is_empty() {
-        eprintln!("warning: no bootstrap node given (--bootstrap or --config); waiting to be dialed");
+        eprintln!(
+            "warning: no bootstrap node given (--bootstrap or --config); waiting to be dialed"
+        );
     }
     Ok(config)
 }

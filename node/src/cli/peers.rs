@@ -17,7 +17,12 @@ const TIMEOUT: Duration = Duration::from_secs(40);
 #[derive(Debug, Args)]
 pub struct NodeApi {
     /// The node's `--http` address.
-    #[arg(long, env = "AGORA_NODE", default_value = "127.0.0.1:7700", value_name = "HOST:PORT")]
+    #[arg(
+        long,
+        env = "AGORA_NODE",
+        default_value = "127.0.0.1:7700",
+        value_name = "HOST:PORT"
+    )]
     node: String,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -57,8 +62,10 @@ fn get(node: &str, path: &str) -> anyhow::Result<Vec<u8>> {
         .with_context(|| format!("--node {node:?}"))?
         .next()
         .ok_or_else(|| anyhow!("--node {node:?} resolves to nothing"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .with_context(|| format!("no agora node API at {node} (is `agora node --http {node}` running?)"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).with_context(|| {
+            format!("no agora node API at {node} (is `agora node --http {node}` running?)")
+        })?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
     write!(
@@ -83,7 +90,10 @@ fn get(node: &str, path: &str) -> anyhow::Result<Vec<u8>> {
             String::from_utf8_lossy(&body).trim()
         );
     }
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         return dechunk(&body);
     }
     Ok(body)
@@ -129,7 +139,9 @@ pub fn run_peers(args: PeersArgs) -> anyhow::Result<ExitCode> {
             row.peer,
             if row.connected { "yes" } else { "no" },
             if row.in_routing_table { "yes" } else { "no" },
-            row.rtt_ms.map(|r| format!("{r}ms")).unwrap_or_else(|| "-".into()),
+            row.rtt_ms
+                .map(|r| format!("{r}ms"))
+                .unwrap_or_else(|| "-".into()),
             row.agent.as_deref().unwrap_or("-"),
             row.addrs.first().map(String::as_str).unwrap_or("-"),
         );
