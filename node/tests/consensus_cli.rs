@@ -11,24 +11,22 @@ use std::process::{Command, Output, Stdio};
 
 const SAMPLES: &str = include_str!("../../ledger/tests/data/yuma_samples.json");
 
-fn agora_epoch(stdin: &[u8]) -> Output {
+fn agora_epoch(stdin: &[u8]) -> std::io::Result<Output> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
         .args(["consensus", "epoch"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .expect("agora starts");
-    {
-        let mut pipe = child.stdin.take().expect("stdin is piped");
+        .spawn()?;
+    if let Some(mut pipe) = child.stdin.take() {
         // The command may exit before reading everything; a broken pipe is its business.
         let _ = pipe.write_all(stdin);
     }
-    child.wait_with_output().expect("agora finishes")
+    child.wait_with_output()
 }
 
 fn run_through_binary(input: &Value) -> Result<EpochOutput, String> {
-    let out = agora_epoch(input.to_string().as_bytes());
+    let out = agora_epoch(input.to_string().as_bytes()).map_err(|e| e.to_string())?;
     if !out.status.success() {
         return Err(format!(
             "exit {:?}: {}",
@@ -98,6 +96,8 @@ fn a_valid_input_gives_one_json_object_with_every_field() {
 
 fn assert_malformed(input: &[u8], stderr_mentions: &str) {
     let out = agora_epoch(input);
+    assert!(out.is_ok(), "agora did not run: {out:?}");
+    let Ok(out) = out else { return };
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
     assert!(out.stdout.is_empty(), "nothing on stdout for bad input");
