@@ -882,11 +882,19 @@ impl EventLoop {
         let external: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
         let direct = external.iter().any(|a| !is_relayed(a));
         let local = *self.swarm.local_peer_id();
-        let addrs = external
-            .iter()
-            .take(MAX_ADVERT_ADDRS)
-            .map(|a| a.clone().with_p2p(local).unwrap_or_else(|a| a).to_string())
-            .collect();
+        // The same address may be external twice (configured, and confirmed by AutoNAT with a
+        // /p2p suffix): normalise to /p2p form and keep each once.
+        let mut addrs: Vec<String> = Vec::new();
+        for addr in &external {
+            let text = addr
+                .clone()
+                .with_p2p(local)
+                .unwrap_or_else(|a| a)
+                .to_string();
+            if !addrs.contains(&text) && addrs.len() < MAX_ADVERT_ADDRS {
+                addrs.push(text);
+            }
+        }
         let reachability = if direct || external.is_empty() {
             Reachability::Direct
         } else {
