@@ -77,7 +77,7 @@ fn check_all(label: &str, refs: &[Reference], got: &[Vec<f32>]) {
     }
     let shown: String = worst.1.chars().take(40).collect();
     println!(
-        "{label}: {} sentences, min cosine {:.7} ({shown:?})",
+        "{label}: {} sentences, min cosine {:.9} ({shown:?})",
         refs.len(),
         worst.0
     );
