@@ -3,6 +3,8 @@
 pub mod consensus;
 pub mod demo;
 pub mod infer;
+pub mod node;
+pub mod peers;
 pub mod wallet;
 
 use clap::{Parser, Subcommand};
@@ -11,7 +13,7 @@ use std::process::ExitCode;
 /// Agora: a peer-to-peer marketplace for machine intelligence.
 ///
 /// Peers serve models (miners), score each other (validators) and settle every answer with a receipt
-/// signed by both sides. Start with `agora wallet new`, then `agora demo` for a local mesh.
+/// signed by both sides. Start with `agora demo` to see it work, then `agora wallet new`.
 #[derive(Debug, Parser)]
 #[command(
     name = "agora",
@@ -39,6 +41,12 @@ pub enum Command {
     /// Yuma consensus and emission, exactly as the Bittensor chain computes them.
     #[command(subcommand)]
     Consensus(consensus::ConsensusCommand),
+    /// Run a peer of the mesh: join through bootstrap nodes, keep the provider table, serve a local API.
+    Node(node::NodeArgs),
+    /// Show the peers a running node (`agora node --http ...`) is connected to.
+    Peers(peers::PeersArgs),
+    /// Show the providers a running node knows, from signed adverts and the DHT.
+    Providers(peers::ProvidersArgs),
     /// Run the local showcase: everything Agora can do today, on this machine.
     Demo(demo::DemoArgs),
 }
@@ -49,6 +57,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wallet(cmd) => wallet::run(cmd),
         Command::Infer(cmd) => infer::run(cmd),
         Command::Consensus(cmd) => consensus::run(cmd),
+        Command::Node(args) => node::run(args),
+        Command::Peers(args) => peers::run_peers(args),
+        Command::Providers(args) => peers::run_providers(args),
         Command::Demo(args) => demo::run(args),
     }
 }
