@@ -10,6 +10,8 @@
 //! loading excluded). `inference/benches/generation_compare.py` runs this binary and transformers in
 //! the same session and writes the comparison.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+
 use std::time::Instant;
 
 use agora_inference::generation::{GenerationParams, TextGenerator, default_model_path};

@@ -1,6 +1,8 @@
 //! `agora infer generate` end to end: the real binary on the cached weights (`scripts/fetch-models`),
 //! checked against the transformers reference in `inference/tests/data/generation_reference.json`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
+
 use std::process::{Command, Output};
 
 fn agora(args: &[&str]) -> Output {

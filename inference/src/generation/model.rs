@@ -73,7 +73,7 @@ impl LlamaConfig {
             ffn: gguf.get_usize("llama.feed_forward_length")?,
             n_head,
             n_kv_head,
-            head_dim: if n_head == 0 { 0 } else { hidden / n_head },
+            head_dim: hidden.checked_div(n_head).unwrap_or(0),
             vocab,
             context_length: gguf.get_usize("llama.context_length").unwrap_or(2048),
             rope_theta: gguf.get_f32("llama.rope.freq_base").unwrap_or(10_000.0),
@@ -89,17 +89,17 @@ impl LlamaConfig {
                 "{n_head} heads, {n_kv_head} kv heads and width {hidden} do not divide"
             )));
         }
-        if cfg.head_dim % 2 != 0 {
+        if !cfg.head_dim.is_multiple_of(2) {
             return Err(bad("odd head width"));
         }
-        if let Ok(rope_dims) = gguf.get_usize("llama.rope.dimension_count") {
-            if rope_dims != cfg.head_dim {
-                return Err(bad("partial rotary embeddings are not supported"));
-            }
-        }
-        if !(cfg.rope_theta.is_finite() && cfg.rope_theta > 0.0)
-            || !(cfg.rms_eps.is_finite() && cfg.rms_eps >= 0.0)
+        if let Ok(rope_dims) = gguf.get_usize("llama.rope.dimension_count")
+            && rope_dims != cfg.head_dim
         {
+            return Err(bad("partial rotary embeddings are not supported"));
+        }
+        let rope_ok = cfg.rope_theta.is_finite() && cfg.rope_theta > 0.0;
+        let eps_ok = cfg.rms_eps.is_finite() && cfg.rms_eps >= 0.0;
+        if !rope_ok || !eps_ok {
             return Err(bad("rope base or norm epsilon out of range"));
         }
         Ok(cfg)

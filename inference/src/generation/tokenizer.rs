@@ -272,12 +272,13 @@ impl Tokenizer {
     ) -> String {
         let mut out = String::new();
         let starts_with_system = messages.first().is_some_and(|m| m.role == "system");
-        if !messages.is_empty() && !starts_with_system {
-            if let Some(system) = &self.default_system {
-                out.push_str("<|im_start|>system\n");
-                out.push_str(system);
-                out.push_str("<|im_end|>\n");
-            }
+        if !messages.is_empty()
+            && !starts_with_system
+            && let Some(system) = &self.default_system
+        {
+            out.push_str("<|im_start|>system\n");
+            out.push_str(system);
+            out.push_str("<|im_end|>\n");
         }
         for m in messages {
             out.push_str("<|im_start|>");
