@@ -100,10 +100,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let generation = generator.generate_text(&text, &params, |piece| {
         // Flushed per piece: this is a stream, the reader sees each piece as it is made.
-        if write_error.is_none() {
-            if let Err(e) = out.write_all(piece.as_bytes()).and_then(|()| out.flush()) {
-                write_error = Some(e);
-            }
+        if write_error.is_none()
+            && let Err(e) = out.write_all(piece.as_bytes()).and_then(|()| out.flush())
+        {
+            write_error = Some(e);
         }
     })?;
     if let Some(e) = write_error {
