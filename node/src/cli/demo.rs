@@ -336,7 +336,7 @@ fn client_settle(
 fn describe_output(task: Task, output: &[u8]) -> anyhow::Result<String> {
     match task {
         Task::Embed => {
-            if output.len() % 4 != 0 {
+            if !output.len().is_multiple_of(4) {
                 bail!("an embedding is a whole number of f32 values");
             }
             let values: Vec<f32> = output
