@@ -75,3 +75,25 @@ async fn relayed_provider_answers_a_query() {
     assert_eq!(answer.receipt.body().price, 5);
     assert_eq!(answer.receipt.body().provider, provider.key.public());
 }
+
+/// `RelayMode::Auto`: a node that AutoNAT finds unreachable (it listens nowhere) takes a
+/// reservation by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_node_reserves_by_itself() {
+    let relay = start(Config {
+        relay_server: Some(RelayServerLimits::default()),
+        ..Config::loopback()
+    });
+    let relay_addr = full_addr(&relay).await;
+    let private = start(Config {
+        listen: vec![],
+        bootstrap: vec![relay_addr],
+        relay: RelayMode::Auto,
+        ..Config::loopback()
+    });
+    wait_for("AutoNAT to say private and a reservation to follow", || async {
+        let s = private.client.status().await.ok()?;
+        (s.nat == "private" && !s.relays.is_empty()).then_some(())
+    })
+    .await;
+}
