@@ -91,9 +91,12 @@ async fn private_node_reserves_by_itself() {
         relay: RelayMode::Auto,
         ..Config::loopback()
     });
-    wait_for("AutoNAT to say private and a reservation to follow", || async {
-        let s = private.client.status().await.ok()?;
-        (s.nat == "private" && !s.relays.is_empty()).then_some(())
-    })
+    wait_for(
+        "AutoNAT to say private and a reservation to follow",
+        || async {
+            let s = private.client.status().await.ok()?;
+            (s.nat == "private" && !s.relays.is_empty()).then_some(())
+        },
+    )
     .await;
 }
