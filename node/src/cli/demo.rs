@@ -1,27 +1,29 @@
 //! `agora demo`: everything Agora can do today, on this machine, with real keys and real models.
 //!
-//! Until the mesh lands (the overlay and marketplace issues), the client and the miner run in this one
-//! process and hand each other the exact bytes they would send over the network: a signed query, an
-//! answer with the miner's half of the receipt, the client's countersignature. Nothing is simulated
-//! beyond the transport: the wallets are real encrypted key files, the models run on the cached
-//! weights, every signature is checked, and every receipt is proven against the batch's Merkle root.
+//! Until the marketplace wires models to the mesh, the client and the miner run in this one process and
+//! hand each other the exact bytes they would send over the network: a signed query, an answer with the
+//! miner's half of the receipt, the client's countersignature. Both sides check them with the same
+//! functions a mesh node uses (`agora_overlay::query`). Nothing is simulated beyond the transport: the
+//! wallets are real encrypted key files, the models run on the cached weights, every signature is
+//! checked, and every receipt is proven against the batch's Merkle root.
 
 use agora_inference::backend::DevicePreference;
 use agora_inference::embedding::SentenceEmbedder;
 use agora_inference::generation::{
     ChatMessage, GenerationParams, Generator, SamplingParams, default_model_path,
 };
+use agora_overlay::PeerId;
+use agora_overlay::now_ms;
 use agora_protocols::merkle::MerkleTree;
-use agora_protocols::receipt::RECEIPT_VERSION;
 use agora_protocols::{
-    ContentId, ProviderReceipt, QueryRequest, Receipt, ReceiptBody, SecretKey, Signed, Task,
+    ContentId, QueryRequest, QueryWireResponse, Receipt, SecretKey, Signed, Task,
 };
 use agora_wallet::{KdfParams, Overwrite, Password, Protection, Wallet, WordCount};
 use anyhow::{Context, bail};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Price of one embedding query in the demo, in units of 1e-9.
 const EMBED_PRICE: u64 = 2_000_000;
@@ -87,6 +89,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         agora_wallet::peer_id(&miner_key.public())?
     );
 
+    let client_peer = agora_wallet::peer_id(&client_key.public())?;
+    let miner_peer = agora_wallet::peer_id(&miner_key.public())?;
+
     progress("loading all-minilm-l6-v2 from the model cache");
     let load_started = Instant::now();
     let embedder = SentenceEmbedder::load_default()
@@ -133,8 +138,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for (nonce, (task, text)) in work.iter().enumerate() {
         let query_started = Instant::now();
         let query = client_query(&client_key, *task, text, nonce as u64)?;
-        let (output, half) = miner_answer(&miner_key, &query, &models)?;
-        let receipt = client_settle(&client_key, &query, &output, &half)?;
+        let response = miner_answer(&miner_key, &client_peer, &query, &models)?;
+        let (output, receipt) = client_settle(&client_key, &miner_peer, &query, response)?;
         settled.push(Settled {
             task: *task,
             input: text.clone(),
@@ -209,13 +214,6 @@ fn create_wallet(root: &Path, name: &str) -> anyhow::Result<SecretKey> {
     Ok(wallet.unlock_hotkey("default", None)?)
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
-
 fn model_and_price(task: Task) -> (&'static str, u64) {
     match task {
         Task::Embed => (agora_inference::model_cache::MINILM, EMBED_PRICE),
@@ -244,17 +242,17 @@ fn client_query(client: &SecretKey, task: Task, text: &str, nonce: u64) -> anyho
     Ok(Signed::sign(request, client)?.to_bytes()?)
 }
 
-/// The miner checks the query's signature, runs the model and signs its half of the receipt.
+/// The miner checks the query exactly as a mesh node checks an inbound one (signature by the sending
+/// peer, bounds, deadline), runs the model and signs its half of the receipt.
 fn miner_answer(
     miner: &SecretKey,
+    client_peer: &PeerId,
     query_bytes: &[u8],
     models: &Models,
-) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-    let query = Signed::<QueryRequest>::from_bytes(query_bytes)?;
+) -> anyhow::Result<QueryWireResponse> {
+    let query = agora_overlay::query::check_inbound_query(client_peer, query_bytes, now_ms())
+        .map_err(|e| anyhow::anyhow!("miner refuses the query: {}", e.message))?;
     let request = query.value();
-    if let Err(reason) = request.validate() {
-        bail!("miner refuses the query: {reason}");
-    }
     let (model, price) = model_and_price(request.task);
     if request.model != model {
         bail!(
@@ -290,46 +288,23 @@ fn miner_answer(
                 .into_bytes()
         }
     };
-    let body = ReceiptBody {
-        version: RECEIPT_VERSION,
-        query_id: request.query_id,
-        subnet: request.subnet,
-        task: request.task,
-        model: request.model.clone(),
-        input_hash: ContentId::of_payload(&request.input),
-        output_hash: ContentId::of_payload(&output),
-        price,
-        client: query.signer(),
-        provider: miner.public(),
-        nonce: request.nonce,
-        requested_at_ms: request.sent_at_ms,
-        answered_at_ms: now_ms().max(request.sent_at_ms),
-    };
-    let half = ProviderReceipt::sign(body, miner)?;
-    Ok((output, half.to_bytes()?))
+    Ok(agora_overlay::answer(miner, &query, output, price))
 }
 
-/// The client checks the miner's signature and that the receipt names this query, this input and
-/// this output, then countersigns.
+/// The client checks the answer exactly as a mesh client does (the miner's signature, and that the
+/// receipt names this query, this input and this output at no more than the maximum price), then
+/// countersigns.
 fn client_settle(
     client: &SecretKey,
+    miner_peer: &PeerId,
     query_bytes: &[u8],
-    output: &[u8],
-    half_bytes: &[u8],
-) -> anyhow::Result<Receipt> {
+    response: QueryWireResponse,
+) -> anyhow::Result<(Vec<u8>, Receipt)> {
     let query = Signed::<QueryRequest>::from_bytes(query_bytes)?;
-    let half = ProviderReceipt::from_bytes(half_bytes)?;
-    let body = half.body();
-    if body.query_id != query.value().query_id
-        || body.input_hash != ContentId::of_payload(&query.value().input)
-        || body.output_hash != ContentId::of_payload(output)
-        || body.price > query.value().max_price
-    {
-        bail!("the miner's receipt does not match the query and its answer");
-    }
-    let receipt = half.countersign(client)?;
+    let answer = agora_overlay::check_answer(miner_peer, &query, response)?;
+    let receipt = answer.receipt.countersign(client)?;
     // What each side would store: the bytes, checked again as a third party would.
-    Ok(Receipt::from_bytes(&receipt.to_bytes()?)?)
+    Ok((answer.output, Receipt::from_bytes(&receipt.to_bytes()?)?))
 }
 
 /// A short human reading of an answer, for the table.
