@@ -19,6 +19,7 @@ pub mod merkle;
 pub mod query;
 pub mod receipt;
 pub mod signed;
+pub mod task;
 
 pub use advert::{CapabilityAdvert, ModelOffer, Reachability};
 pub use codec::{CodecError, decode, encode};
@@ -31,3 +32,7 @@ pub use query::{
 };
 pub use receipt::{ProviderReceipt, Receipt, ReceiptBody, ReceiptError, Task};
 pub use signed::{Domain, SignError, Signed, WireMessage};
+pub use task::{
+    ChatMessage, EmbedInput, EmbedOutput, Finish, GenerateInput, GenerateOutput, Payload,
+    PayloadError, Sampling,
+};

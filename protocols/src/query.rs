@@ -149,6 +149,9 @@ pub enum QueryWireRequest {
     Query(Vec<u8>),
     /// A signed [`Offer`], as envelope bytes, from a provider to an announcing client.
     Offer(Vec<u8>),
+    /// The client's countersigned [`crate::Receipt`] for an answer it accepted, so that the provider
+    /// holds the receipt signed by both sides. Sent after the client stored it.
+    Settle(Vec<u8>),
 }
 
 /// What comes back.
@@ -165,6 +168,11 @@ pub enum QueryWireResponse {
     OfferNoted {
         /// Whether this provider won the award.
         awarded: bool,
+    },
+    /// The provider stored the countersigned receipt (`new` is false when it already had it).
+    Settled {
+        /// Whether this was the first time the provider saw the countersignature.
+        new: bool,
     },
     /// The request was refused or failed.
     Error(QueryError),

@@ -90,6 +90,7 @@ fn request_response_frames_round_trip() {
     let requests = [
         QueryWireRequest::Query(vec![1, 2, 3]),
         QueryWireRequest::Offer(vec![]),
+        QueryWireRequest::Settle(vec![9; 300]),
     ];
     for r in requests {
         let bytes = codec::encode(&r).unwrap();
@@ -104,6 +105,7 @@ fn request_response_frames_round_trip() {
             receipt: vec![8; 10],
         },
         QueryWireResponse::OfferNoted { awarded: true },
+        QueryWireResponse::Settled { new: true },
         QueryWireResponse::Error(QueryError {
             kind: QueryErrorKind::Busy,
             message: "queue full".into(),
