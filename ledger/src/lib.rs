@@ -3,5 +3,7 @@
 //! Consensus and emission follow the Bittensor chain to the bit (`spec/consensus.md`), so they are
 //! pure functions over plain data: [`consensus::run_epoch`] and the [`emission`] schedule.
 
+pub mod balances;
 pub mod consensus;
 pub mod emission;
+pub mod store;
