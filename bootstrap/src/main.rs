@@ -168,7 +168,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Bootstrap nodes serve no models: refuse any query politely instead of letting it time out.
     let refuser = client.clone();
     tokio::spawn(async move {
-        while let Some(agora_overlay::Event::InboundQuery { reply, .. }) = events.recv().await {
+        while let Some(event) = events.recv().await {
+            let reply = event.into_reply();
             let response = agora_overlay::error_response(
                 agora_protocols::QueryErrorKind::UnknownModel,
                 "this is a bootstrap node; it serves no models",

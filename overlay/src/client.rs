@@ -8,7 +8,7 @@ use crate::config::SubnetOffer;
 use crate::error::OverlayError;
 use crate::providers::ProviderRow;
 use crate::query::Answer;
-use agora_protocols::{QueryAnnouncement, QueryRequest, QueryWireResponse, Signed, Task};
+use agora_protocols::{QueryAnnouncement, QueryRequest, QueryWireResponse, Receipt, Signed, Task};
 use libp2p::request_response::ResponseChannel;
 use libp2p::{Multiaddr, PeerId};
 use serde::{Deserialize, Serialize};
@@ -24,10 +24,30 @@ pub enum Event {
         /// The client.
         peer: PeerId,
         /// The verified request.
-        request: Signed<QueryRequest>,
+        request: Box<Signed<QueryRequest>>,
         /// Where the answer goes.
         reply: QueryReply,
     },
+    /// A client's countersigned receipt for one of our answers: both signatures verified, we are its
+    /// provider and the sending peer its client. Store it, then answer with
+    /// [`QueryWireResponse::Settled`] through [`Client::respond`].
+    InboundSettle {
+        /// The client.
+        peer: PeerId,
+        /// The receipt signed by both sides.
+        receipt: Box<Receipt>,
+        /// Where the acknowledgement goes.
+        reply: QueryReply,
+    },
+}
+
+impl Event {
+    /// The channel the event is answered on (for a node that refuses everything).
+    pub fn into_reply(self) -> QueryReply {
+        match self {
+            Event::InboundQuery { reply, .. } | Event::InboundSettle { reply, .. } => reply,
+        }
+    }
 }
 
 /// The channel an inbound query is answered on.
@@ -117,6 +137,11 @@ pub(crate) enum Command {
     Respond {
         reply: QueryReply,
         response: Box<QueryWireResponse>,
+    },
+    Settle {
+        peer: PeerId,
+        receipt: Box<Receipt>,
+        tx: oneshot::Sender<Result<bool, OverlayError>>,
     },
 }
 
@@ -228,7 +253,18 @@ impl Client {
         .await?
     }
 
-    /// Answers an inbound query.
+    /// Sends our countersigned receipt to its provider; returns whether the provider had not seen it
+    /// before. Call it after storing the receipt: the provider acknowledges only once it has too.
+    pub async fn settle(&self, peer: PeerId, receipt: Receipt) -> Result<bool, OverlayError> {
+        self.ask(|tx| Command::Settle {
+            peer,
+            receipt: Box::new(receipt),
+            tx,
+        })
+        .await?
+    }
+
+    /// Answers an inbound query or settlement.
     pub async fn respond(
         &self,
         reply: QueryReply,

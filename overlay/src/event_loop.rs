@@ -11,7 +11,10 @@ use crate::error::OverlayError;
 use crate::providers::{
     AdvertVerdict, ProviderTable, advert_topic, announce_topic, check_advert, provider_key,
 };
-use crate::query::{Answer, check_answer, check_inbound_query, error_response, now_ms, peer_id_of};
+use crate::query::{
+    Answer, check_answer, check_inbound_query, check_inbound_settle, error_response, now_ms,
+    peer_id_of,
+};
 use agora_protocols::{
     CapabilityAdvert, ContentId, Offer, QueryAnnouncement, QueryErrorKind, QueryRequest,
     QueryWireRequest, QueryWireResponse, Reachability, SecretKey, Signed, advert::MAX_ADVERT_ADDRS,
@@ -48,6 +51,10 @@ enum Pending {
     },
     /// An offer we made on someone's open call.
     Offer,
+    /// A countersigned receipt we sent to its provider.
+    Settle {
+        tx: oneshot::Sender<Result<bool, OverlayError>>,
+    },
 }
 
 /// Where a query's answer goes: a direct caller, or an open call (which reports the winner too).
@@ -293,6 +300,25 @@ impl EventLoop {
                 request,
                 tx,
             } => self.start_open_call(*announcement, request, tx),
+            Command::Settle { peer, receipt, tx } => {
+                if self.pending_requests.len() >= self.config.max_pending {
+                    let _ = tx.send(Err(OverlayError::Overloaded("requests")));
+                    return;
+                }
+                match receipt.to_bytes() {
+                    Ok(bytes) => {
+                        let id = self
+                            .swarm
+                            .behaviour_mut()
+                            .query
+                            .send_request(&peer, QueryWireRequest::Settle(bytes));
+                        self.pending_requests.insert(id, Pending::Settle { tx });
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(OverlayError::Encode(e.to_string())));
+                    }
+                }
+            }
             Command::Respond { reply, response } => {
                 if self
                     .swarm
@@ -772,6 +798,16 @@ impl EventLoop {
                             tracing::debug!(client = %peer, awarded, "offer answered");
                         }
                     }
+                    Some(Pending::Settle { tx }) => {
+                        let _ = tx.send(match response {
+                            QueryWireResponse::Settled { new } => Ok(new),
+                            QueryWireResponse::Error(e) => Err(OverlayError::Refused(e)),
+                            _ => Err(OverlayError::BadAnswer {
+                                peer: peer.to_string(),
+                                reason: "not an acknowledgement of a settlement".to_string(),
+                            }),
+                        });
+                    }
                     None => {}
                 },
             },
@@ -781,14 +817,16 @@ impl EventLoop {
                 error,
                 ..
             } => {
-                if let Some(Pending::Query { tx, .. }) = self.pending_requests.remove(&request_id) {
-                    tx.send(
-                        peer,
-                        Err(OverlayError::Request {
-                            peer: peer.to_string(),
-                            reason: error.to_string(),
-                        }),
-                    );
+                let failure = OverlayError::Request {
+                    peer: peer.to_string(),
+                    reason: error.to_string(),
+                };
+                match self.pending_requests.remove(&request_id) {
+                    Some(Pending::Query { tx, .. }) => tx.send(peer, Err(failure)),
+                    Some(Pending::Settle { tx }) => {
+                        let _ = tx.send(Err(failure));
+                    }
+                    Some(Pending::Offer) | None => {}
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
@@ -809,28 +847,28 @@ impl EventLoop {
                 Ok(request) => {
                     let event = Event::InboundQuery {
                         peer,
-                        request,
+                        request: Box::new(request),
                         reply: QueryReply(channel),
                     };
-                    match self.events.try_send(event) {
-                        Ok(()) => return,
-                        Err(mpsc::error::TrySendError::Full(Event::InboundQuery {
-                            reply, ..
-                        }))
-                        | Err(mpsc::error::TrySendError::Closed(Event::InboundQuery {
-                            reply,
-                            ..
-                        })) => {
-                            let _ = self.swarm.behaviour_mut().query.send_response(
-                                reply.0,
-                                error_response(QueryErrorKind::Busy, "queue full: try later"),
-                            );
-                            return;
-                        }
-                    }
+                    self.deliver(event);
+                    return;
                 }
                 Err(e) => QueryWireResponse::Error(e),
             },
+            QueryWireRequest::Settle(bytes) => {
+                match check_inbound_settle(&peer, &self.key.public(), &bytes) {
+                    Ok(receipt) => {
+                        let event = Event::InboundSettle {
+                            peer,
+                            receipt: Box::new(receipt),
+                            reply: QueryReply(channel),
+                        };
+                        self.deliver(event);
+                        return;
+                    }
+                    Err(e) => QueryWireResponse::Error(e),
+                }
+            }
             QueryWireRequest::Offer(bytes) => match self.note_offer(peer, &bytes) {
                 Ok(call) => {
                     if let Some(call) = self.open_calls.get_mut(&call) {
@@ -850,6 +888,23 @@ impl EventLoop {
             .behaviour_mut()
             .query
             .send_response(channel, response);
+    }
+
+    /// Hands an inbound request to the application, or answers `Busy` at once when its queue is full
+    /// (the event channel is bounded: a flood waits in no unbounded buffer).
+    fn deliver(&mut self, event: Event) {
+        let reply = match self.events.try_send(event) {
+            Ok(()) => return,
+            Err(
+                mpsc::error::TrySendError::Full(event) | mpsc::error::TrySendError::Closed(event),
+            ) => match event {
+                Event::InboundQuery { reply, .. } | Event::InboundSettle { reply, .. } => reply,
+            },
+        };
+        let _ = self.swarm.behaviour_mut().query.send_response(
+            reply.0,
+            error_response(QueryErrorKind::Busy, "queue full: try later"),
+        );
     }
 
     /// Checks an offer for one of our open calls: signed by the sending peer, for a call still open,

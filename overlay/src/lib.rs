@@ -46,7 +46,10 @@ pub use providers::{
     AdvertVerdict, ProviderRow, ProviderTable, advert_topic, announce_topic, check_advert,
     provider_key,
 };
-pub use query::{Answer, answer, check_answer, error_response, keypair_of, now_ms, peer_id_of};
+pub use query::{
+    Answer, answer, check_answer, check_inbound_settle, error_response, keypair_of, now_ms,
+    peer_id_of,
+};
 
 use agora_protocols::SecretKey;
 use tokio::sync::mpsc;

@@ -7,7 +7,7 @@
 use crate::error::OverlayError;
 use agora_protocols::{
     ContentId, ProviderReceipt, PublicKey, QueryError, QueryErrorKind, QueryRequest,
-    QueryWireResponse, ReceiptBody, SecretKey, Signed, receipt::RECEIPT_VERSION,
+    QueryWireResponse, Receipt, ReceiptBody, SecretKey, Signed, receipt::RECEIPT_VERSION,
 };
 use libp2p::{PeerId, identity};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -76,6 +76,31 @@ pub fn check_inbound_query(
         ));
     }
     Ok(request)
+}
+
+/// Checks an inbound `Settle` frame: a receipt signed by both sides, in which we are the provider and
+/// the sending peer is the client. Anything else is refused here, so the application only ever sees
+/// countersignatures meant for it.
+pub fn check_inbound_settle(
+    peer: &PeerId,
+    local: &PublicKey,
+    bytes: &[u8],
+) -> Result<Receipt, QueryError> {
+    let receipt = Receipt::from_bytes(bytes)
+        .map_err(|e| refuse(QueryErrorKind::BadSignature, e.to_string()))?;
+    if receipt.body().provider != *local {
+        return Err(refuse(
+            QueryErrorKind::BadInput,
+            "the receipt names another provider",
+        ));
+    }
+    if peer_id_of(&receipt.body().client).ok().as_ref() != Some(peer) {
+        return Err(refuse(
+            QueryErrorKind::BadSignature,
+            "the receipt's client is not the sending peer",
+        ));
+    }
+    Ok(receipt)
 }
 
 /// The provider's answer: the output plus its signed half of the receipt.
@@ -157,7 +182,9 @@ pub fn check_answer(
             Ok(Answer { output, receipt })
         }
         QueryWireResponse::Error(e) => Err(OverlayError::Refused(e)),
-        QueryWireResponse::OfferNoted { .. } => Err(bad("an offer acknowledgement to a query")),
+        QueryWireResponse::OfferNoted { .. } | QueryWireResponse::Settled { .. } => {
+            Err(bad("an acknowledgement where an answer was due"))
+        }
     }
 }
 

@@ -53,6 +53,33 @@ async fn direct_and_open_queries() {
     assert_eq!(answer.output, blake3::hash(&input).as_bytes().to_vec());
     assert_eq!(answer.receipt.body().price, 7);
 
+    // Settlement: the countersigned receipt goes back to its provider, once new, then known.
+    let receipt = answer.receipt.clone().countersign(&client.key).unwrap();
+    assert!(
+        client
+            .client
+            .settle(dear.client.peer_id(), receipt.clone())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !client
+            .client
+            .settle(dear.client.peer_id(), receipt.clone())
+            .await
+            .unwrap()
+    );
+    // Sent to a peer that is not its provider, it is refused before the application sees it.
+    let err = client
+        .client
+        .settle(cheap.client.peer_id(), receipt)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, OverlayError::Refused(e) if e.kind == QueryErrorKind::BadInput),
+        "{err}"
+    );
+
     // Open mode: the cheaper offer wins.
     let input = b"open call".to_vec();
     let req = request(&client.key, &input, 10);

@@ -230,7 +230,8 @@ async fn serve(key: SecretKey, config: Config, http: Option<SocketAddr>) -> anyh
     // No model runner is attached to a bare node: refuse with a reason rather than time out.
     let refuser = client.clone();
     tokio::spawn(async move {
-        while let Some(agora_overlay::Event::InboundQuery { reply, .. }) = events.recv().await {
+        while let Some(event) = events.recv().await {
+            let reply = event.into_reply();
             let response = agora_overlay::error_response(
                 QueryErrorKind::UnknownModel,
                 "this node runs no model runner (start it with `agora serve`)",

@@ -32,15 +32,25 @@ pub fn start(config: Config) -> TestNode {
     let answer_key = key.clone();
     let answer_client = client.clone();
     tokio::spawn(async move {
-        while let Some(Event::InboundQuery { request, reply, .. }) = events.recv().await {
-            let response = if serves {
-                let output = blake3::hash(&request.value().input).as_bytes().to_vec();
-                agora_overlay::answer(&answer_key, &request, output, price)
-            } else {
-                agora_overlay::error_response(
-                    agora_protocols::QueryErrorKind::UnknownModel,
-                    "not a provider",
-                )
+        let mut settled = std::collections::HashSet::new();
+        while let Some(event) = events.recv().await {
+            let (reply, response) = match event {
+                Event::InboundQuery { request, reply, .. } => {
+                    let response = if serves {
+                        let output = blake3::hash(&request.value().input).as_bytes().to_vec();
+                        agora_overlay::answer(&answer_key, &request, output, price)
+                    } else {
+                        agora_overlay::error_response(
+                            agora_protocols::QueryErrorKind::UnknownModel,
+                            "not a provider",
+                        )
+                    };
+                    (reply, response)
+                }
+                Event::InboundSettle { receipt, reply, .. } => {
+                    let new = settled.insert(receipt.id());
+                    (reply, agora_protocols::QueryWireResponse::Settled { new })
+                }
             };
             let _ = answer_client.respond(reply, response).await;
         }
