@@ -315,6 +315,43 @@ impl Balances {
     }
 }
 
+/// What one key paid and received over a set of receipts, without a genesis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    /// Paid as a client.
+    pub paid: u64,
+    /// Earned as a provider.
+    pub received: u64,
+}
+
+/// The money each key paid and received over `receipts`, counting each receipt id once. No
+/// genesis and so no overdraft check: this is what can be said about receipts alone, e.g. by a
+/// node that has no genesis file.
+pub fn flows<'a>(
+    receipts: impl IntoIterator<Item = &'a Receipt>,
+) -> Result<BTreeMap<PublicKey, Flow>, BalanceError> {
+    let mut out: BTreeMap<PublicKey, Flow> = BTreeMap::new();
+    let mut seen = HashSet::new();
+    for receipt in receipts {
+        let id = receipt.id();
+        if !seen.insert(id) {
+            continue;
+        }
+        let body = receipt.body();
+        let client = out.entry(body.client).or_default();
+        client.paid = client
+            .paid
+            .checked_add(body.price)
+            .ok_or(BalanceError::Overflow(id))?;
+        let provider = out.entry(body.provider).or_default();
+        provider.received = provider
+            .received
+            .checked_add(body.price)
+            .ok_or(BalanceError::Overflow(id))?;
+    }
+    Ok(out)
+}
+
 impl<'a> IntoIterator for &'a Balances {
     type Item = (&'a PublicKey, &'a Account);
     type IntoIter = std::collections::btree_map::Iter<'a, PublicKey, Account>;

@@ -235,3 +235,16 @@ fn a_genesis_map_that_overflows_is_refused() {
         Err(BalanceError::GenesisOverflow)
     ));
 }
+
+#[test]
+fn flows_sum_what_each_key_paid_and_received() {
+    let (alice, bob, carol) = (key(1), key(2), key(3));
+    let r1 = receipt(&alice, &bob, 1, 5);
+    let r2 = receipt(&bob, &carol, 2, 7);
+    let f = agora_ledger::balances::flows([&r1, &r2, &r1]).unwrap();
+    assert_eq!(f[&alice.public()].paid, 5);
+    assert_eq!(f[&bob.public()].received, 5);
+    assert_eq!(f[&bob.public()].paid, 7);
+    assert_eq!(f[&carol.public()].received, 7);
+    assert_eq!(f.len(), 3);
+}

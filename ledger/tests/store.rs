@@ -261,7 +261,7 @@ fn unpaid_totals_match_a_recomputation_and_fall_when_settled() {
         let c = &keys[(n % 2) as usize];
         let p = &keys[2 + (n % 3 % 2) as usize];
         let price = 1_000 + n * 7;
-        let id = if n % 3 == 0 {
+        let id = if n.is_multiple_of(3) {
             let h = half(c, p, n, price);
             store.put_provider_half(&h).unwrap();
             h.id()
@@ -317,7 +317,11 @@ fn list_is_newest_first_and_filters() {
     let (a, b, p, q) = (key(1), key(2), key(3), key(4));
     let mut ids = Vec::new();
     for n in 0..10u64 {
-        let (c, prov) = if n % 2 == 0 { (&a, &p) } else { (&b, &q) };
+        let (c, prov) = if n.is_multiple_of(2) {
+            (&a, &p)
+        } else {
+            (&b, &q)
+        };
         let r = full(c, prov, n, n + 1);
         store.put_receipt(&r).unwrap();
         ids.push(r.id());
@@ -456,20 +460,31 @@ fn a_damaged_store_gives_errors_not_panics() {
         }
     }
     let pristine = std::fs::read(&path).unwrap();
-    // Where the receipt bytes sit in the file: damage there must not go unnoticed.
+    // Where the receipt's bytes sit in the file (copy-on-write may leave old copies behind too):
+    // damage to every copy must not go unnoticed.
     let needle = receipts[17].to_bytes().unwrap();
-    let receipt_at = pristine
+    let copies: Vec<usize> = pristine
         .windows(needle.len())
-        .position(|w| w == needle.as_slice())
-        .expect("receipt bytes are in the file");
-    let mut offsets: Vec<usize> = (0..pristine.len())
-        .step_by(pristine.len() / 64 + 1)
+        .enumerate()
+        .filter(|(_, w)| *w == needle.as_slice())
+        .map(|(at, _)| at)
         .collect();
-    offsets.extend([receipt_at + 10, receipt_at + needle.len() - 3]);
+    assert!(!copies.is_empty(), "receipt bytes are in the file");
+    let mut damages: Vec<(Vec<usize>, bool)> = (0..pristine.len())
+        .step_by(pristine.len() / 64 + 1)
+        .map(|at| (vec![at], false))
+        .collect();
+    damages.push((copies.iter().map(|at| at + 10).collect(), true));
+    damages.push((
+        copies.iter().map(|at| at + needle.len() - 3).collect(),
+        true,
+    ));
     let mut refused = 0;
-    for at in offsets {
+    for (offsets, must_notice) in damages {
         let mut damaged = pristine.clone();
-        damaged[at] ^= 0xFF;
+        for &at in &offsets {
+            damaged[at] ^= 0xFF;
+        }
         std::fs::write(&path, &damaged).unwrap();
         let outcome = std::panic::catch_unwind(|| match ReceiptStore::open(&path) {
             Err(_) => true,
@@ -482,10 +497,11 @@ fn a_damaged_store_gives_errors_not_panics() {
                 failed
             }
         });
-        let noticed = outcome.unwrap_or_else(|_| panic!("a flipped byte at {at} panicked"));
-        if at == receipt_at + 10 || at == receipt_at + needle.len() - 3 {
-            assert!(noticed, "damage to a receipt at {at} went unnoticed");
-        }
+        let noticed = outcome.unwrap_or_else(|_| panic!("flipped bytes at {offsets:?} panicked"));
+        assert!(
+            noticed || !must_notice,
+            "damage to a receipt at {offsets:?} went unnoticed"
+        );
         refused += usize::from(noticed);
     }
     eprintln!("{refused} of the flipped bytes were noticed");
@@ -556,7 +572,7 @@ async fn writer_groups_concurrent_commits_and_they_survive_a_reopen() {
     for n in 0..200u64 {
         let c = keys[(n % 3) as usize].clone();
         let p = keys[3 + (n % 3) as usize].clone();
-        let entry = if n % 4 == 0 {
+        let entry = if n.is_multiple_of(4) {
             Entry::Half(half(&c, &p, n, n))
         } else {
             Entry::Full(full(&c, &p, n, n))
