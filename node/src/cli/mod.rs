@@ -5,6 +5,7 @@ pub mod demo;
 pub mod infer;
 pub mod node;
 pub mod peers;
+pub mod receipts;
 pub mod wallet;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,9 @@ pub enum Command {
     /// Yuma consensus and emission, exactly as the Bittensor chain computes them.
     #[command(subcommand)]
     Consensus(consensus::ConsensusCommand),
+    /// List, show and verify the receipts in the local receipt store.
+    #[command(subcommand)]
+    Receipts(receipts::ReceiptsCommand),
     /// Run a peer of the mesh: join through bootstrap nodes, keep the provider table, serve a local API.
     Node(node::NodeArgs),
     /// Show the peers a running node (`agora node --http ...`) is connected to.
@@ -57,6 +61,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wallet(cmd) => wallet::run(cmd),
         Command::Infer(cmd) => infer::run(cmd),
         Command::Consensus(cmd) => consensus::run(cmd),
+        Command::Receipts(cmd) => receipts::run(cmd),
         Command::Node(args) => node::run(args),
         Command::Peers(args) => peers::run_peers(args),
         Command::Providers(args) => peers::run_providers(args),

@@ -20,54 +20,68 @@ const MAX_CONFIG_LEN: u64 = 64 * 1024;
 /// Join the mesh: discover peers, follow adverts, answer what the node serves.
 #[derive(Debug, Args)]
 pub struct NodeArgs {
-    /// A bootstrap node, with /p2p/<peer id> (repeatable; adds to those in --config).
-    #[arg(long, value_name = "MULTIADDR")]
-    bootstrap: Vec<Multiaddr>,
-    /// A JSON file with {"bootstrap": [...], "listen": [...], "subnets": [...]}.
-    #[arg(long, env = "AGORA_NODE_CONFIG", value_name = "PATH")]
-    config: Option<PathBuf>,
-    /// Where to listen (repeatable). Default: TCP and QUIC on port 4001.
-    #[arg(long, value_name = "MULTIADDR")]
-    listen: Vec<Multiaddr>,
+    #[command(flatten)]
+    pub key: KeyArgs,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
     /// Serve the local JSON API here (e.g. 127.0.0.1:7700; port 0 picks one and prints it).
     #[arg(long, value_name = "HOST:PORT")]
-    http: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    /// Advertise a model: TASK:MODEL:PRICE (repeatable), e.g. embed:all-minilm-l6-v2:1000. This
+    /// node only publishes it; queries are refused until a model runner (`agora serve`) answers.
+    #[arg(long, value_name = "TASK:MODEL:PRICE")]
+    advertise: Vec<String>,
+}
+
+/// Which key is this peer's identity (its hotkey): shared by every command that joins the mesh.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
     /// Wallet whose hotkey is this node's identity.
     #[arg(long, value_name = "NAME", required_unless_present = "ephemeral_key")]
-    wallet: Option<String>,
+    pub wallet: Option<String>,
     /// Hotkey of that wallet.
     #[arg(long, default_value = "default", value_name = "NAME")]
-    hotkey: String,
+    pub hotkey: String,
     /// Directory holding all wallets [default: ~/.agora/wallets].
     #[arg(long, env = "AGORA_WALLET_PATH", value_name = "DIR")]
-    wallet_path: Option<PathBuf>,
+    pub wallet_path: Option<PathBuf>,
     /// Read the hotkey's password from this file.
     #[arg(long, value_name = "PATH")]
-    password_file: Option<PathBuf>,
+    pub password_file: Option<PathBuf>,
     /// Read the hotkey's password from this environment variable (give its name).
     #[arg(long, value_name = "VAR")]
-    password_env: Option<String>,
+    pub password_env: Option<String>,
     /// A throwaway identity for this run (tests, demos): nothing it earns can be claimed later.
     #[arg(long, conflicts_with = "wallet")]
-    ephemeral_key: bool,
+    pub ephemeral_key: bool,
+}
+
+/// How to join the mesh: shared by every command that does.
+#[derive(Debug, Args)]
+pub struct MeshArgs {
+    /// A bootstrap node, with /p2p/<peer id> (repeatable; adds to those in --config).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub bootstrap: Vec<Multiaddr>,
+    /// A JSON file with {"bootstrap": [...], "listen": [...], "subnets": [...]}.
+    #[arg(long, env = "AGORA_NODE_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Where to listen (repeatable). Default: TCP and QUIC on port 4001.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<Multiaddr>,
     /// Serve the DHT even though AutoNAT has not confirmed this node is reachable (loopback and
     /// private test meshes, where AutoNAT never can).
     #[arg(long)]
-    kad_server: bool,
+    pub kad_server: bool,
     /// A mesh on 127.0.0.1: implies --kad-server, uses listen addresses as external ones, speeds
     /// up adverts and discovery.
     #[arg(long)]
-    loopback: bool,
+    pub loopback: bool,
     /// When to take a relay reservation through a bootstrap node.
     #[arg(long, value_enum, default_value_t = RelayArg::Auto)]
     relay: RelayArg,
     /// Subnets to join (repeatable).
     #[arg(long = "subnet", value_name = "N")]
-    subnets: Vec<u16>,
-    /// Advertise a model: TASK:MODEL:PRICE (repeatable), e.g. embed:all-minilm-l6-v2:1000. This
-    /// node only publishes it; queries are refused until a model runner (`agora serve`) answers.
-    #[arg(long, value_name = "TASK:MODEL:PRICE")]
-    advertise: Vec<String>,
+    pub subnets: Vec<u16>,
 }
 
 /// `--relay` values.
@@ -135,87 +149,94 @@ fn parse_offer(text: &str, subnet: u16) -> anyhow::Result<SubnetOffer> {
     })
 }
 
-fn load_key(args: &NodeArgs) -> anyhow::Result<SecretKey> {
-    if args.ephemeral_key {
-        return Ok(SecretKey::generate());
+impl KeyArgs {
+    /// Unlocks the hotkey (asking for its password if it is encrypted), or makes a throwaway key.
+    pub fn load(&self) -> anyhow::Result<SecretKey> {
+        let args = self;
+        if args.ephemeral_key {
+            return Ok(SecretKey::generate());
+        }
+        let name = args
+            .wallet
+            .as_deref()
+            .ok_or_else(|| anyhow!("give --wallet NAME or --ephemeral-key"))?;
+        let root = match &args.wallet_path {
+            Some(path) => path.clone(),
+            None => agora_wallet::default_root()?,
+        };
+        let wallet = agora_wallet::Wallet::new(&root, name)?;
+        let file = wallet.hotkey_file(&args.hotkey)?;
+        let password = if file.is_encrypted() {
+            Some(match (&args.password_file, &args.password_env) {
+                (Some(path), _) => agora_wallet::Password::from_file(path)?,
+                (None, Some(var)) => agora_wallet::Password::from_env(var)?,
+                (None, None) => agora_wallet::Password::from_string(
+                    rpassword::prompt_password(format!("Password of hotkey {:?}: ", args.hotkey))
+                        .context("no terminal to ask for the password: use --password-file")?,
+                ),
+            })
+        } else {
+            None
+        };
+        Ok(wallet.unlock_hotkey(&args.hotkey, password.as_ref())?)
     }
-    let name = args
-        .wallet
-        .as_deref()
-        .ok_or_else(|| anyhow!("give --wallet NAME or --ephemeral-key"))?;
-    let root = match &args.wallet_path {
-        Some(path) => path.clone(),
-        None => agora_wallet::default_root()?,
-    };
-    let wallet = agora_wallet::Wallet::new(&root, name)?;
-    let file = wallet.hotkey_file(&args.hotkey)?;
-    let password = if file.is_encrypted() {
-        Some(match (&args.password_file, &args.password_env) {
-            (Some(path), _) => agora_wallet::Password::from_file(path)?,
-            (None, Some(var)) => agora_wallet::Password::from_env(var)?,
-            (None, None) => agora_wallet::Password::from_string(
-                rpassword::prompt_password(format!("Password of hotkey {:?}: ", args.hotkey))
-                    .context("no terminal to ask for the password: use --password-file")?,
-            ),
-        })
-    } else {
-        None
-    };
-    Ok(wallet.unlock_hotkey(&args.hotkey, password.as_ref())?)
 }
 
-/// Builds the overlay configuration from flags and the config file.
-fn overlay_config(args: &NodeArgs) -> anyhow::Result<Config> {
-    let file = match &args.config {
-        Some(path) => read_config(path)?,
-        None => FileConfig::default(),
-    };
-    let mut config = if args.loopback {
-        Config::loopback()
-    } else {
-        Config::default()
-    };
-    config.bootstrap = parse_addrs(&file.bootstrap, "bootstrap")?;
-    config.bootstrap.extend(args.bootstrap.iter().cloned());
-    let listen = if args.listen.is_empty() {
-        parse_addrs(&file.listen, "listen")?
-    } else {
-        args.listen.clone()
-    };
-    if !listen.is_empty() {
-        config.listen = listen;
+impl MeshArgs {
+    /// Builds the overlay configuration from flags and the config file.
+    pub fn overlay_config(&self) -> anyhow::Result<Config> {
+        let args = self;
+        let file = match &args.config {
+            Some(path) => read_config(path)?,
+            None => FileConfig::default(),
+        };
+        let mut config = if args.loopback {
+            Config::loopback()
+        } else {
+            Config::default()
+        };
+        config.bootstrap = parse_addrs(&file.bootstrap, "bootstrap")?;
+        config.bootstrap.extend(args.bootstrap.iter().cloned());
+        let listen = if args.listen.is_empty() {
+            parse_addrs(&file.listen, "listen")?
+        } else {
+            args.listen.clone()
+        };
+        if !listen.is_empty() {
+            config.listen = listen;
+        }
+        let mut subnets = args.subnets.clone();
+        subnets.extend(file.subnets);
+        if !subnets.is_empty() {
+            config.subnets = subnets;
+        }
+        if args.kad_server {
+            config.kad_mode = KadMode::Server;
+        }
+        config.relay = match args.relay {
+            RelayArg::Auto => RelayMode::Auto,
+            RelayArg::Always => RelayMode::Always,
+            RelayArg::Never => RelayMode::Never,
+        };
+        if config.bootstrap.is_empty() {
+            eprintln!(
+                "warning: no bootstrap node given (--bootstrap or --config); waiting to be dialed"
+            );
+        }
+        Ok(config)
     }
-    let mut subnets = args.subnets.clone();
-    subnets.extend(file.subnets);
-    if !subnets.is_empty() {
-        config.subnets = subnets;
-    }
-    if args.kad_server {
-        config.kad_mode = KadMode::Server;
-    }
-    config.relay = match args.relay {
-        RelayArg::Auto => RelayMode::Auto,
-        RelayArg::Always => RelayMode::Always,
-        RelayArg::Never => RelayMode::Never,
-    };
+}
+
+/// Runs `agora node` until interrupted.
+pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    let key = args.key.load()?;
+    let mut config = args.mesh.overlay_config()?;
     let subnet = config.subnets.first().copied().unwrap_or(1);
     config.offers = args
         .advertise
         .iter()
         .map(|text| parse_offer(text, subnet))
         .collect::<anyhow::Result<_>>()?;
-    if config.bootstrap.is_empty() {
-        eprintln!(
-            "warning: no bootstrap node given (--bootstrap or --config); waiting to be dialed"
-        );
-    }
-    Ok(config)
-}
-
-/// Runs `agora node` until interrupted.
-pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
-    let key = load_key(&args)?;
-    let config = overlay_config(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -273,7 +294,8 @@ async fn serve(key: SecretKey, config: Config, http: Option<SocketAddr>) -> anyh
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -297,7 +319,8 @@ struct ProvidersQuery {
     subnet: Option<u16>,
 }
 
-fn api(client: Client) -> axum::Router {
+/// The node's local JSON API (status, peers, providers).
+pub fn api(client: Client) -> axum::Router {
     use axum::extract::{Query, State};
     use axum::http::StatusCode;
     use axum::response::{IntoResponse, Response};

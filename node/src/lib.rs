@@ -1,0 +1,9 @@
+//! The `agora` crate: the marketplace's client and provider, the OpenAI-compatible gateway, and the
+//! `agora` command that wires them to the mesh (`src/main.rs`, `src/cli`).
+//!
+//! - [`market`]: a miner serving models ([`market::provider`]) and a client buying answers from the
+//!   mesh ([`market::client`]), with receipts signed by both sides and stored before acknowledgement.
+//! - [`gateway`]: an HTTP front in OpenAI's shapes, so existing tools query the mesh unchanged.
+
+pub mod gateway;
+pub mod market;
