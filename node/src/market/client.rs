@@ -1,0 +1,745 @@
+//! The client side of the marketplace: ask the mesh, check the answer, pay for it.
+//!
+//! One query, as [`MarketClient`] runs it:
+//! 1. find providers of (subnet, task, model): the gossip-fed provider table, then Kademlia provider
+//!    records if the table has none, waiting up to [`ClientConfig::discovery_wait`] for either;
+//! 2. rank them with the [`ProviderPolicy`] and ask the best (direct mode), or gossip an announcement
+//!    and award the best offer (open mode);
+//! 3. the overlay checks the answer against the provider's signature and our request; we decode the
+//!    output with its task's bounds, so garbage is a provider fault, never our crash;
+//! 4. countersign, commit the receipt to our store (durable), and only then send the countersignature
+//!    back to the provider;
+//! 5. on a refusal, a timeout or a bad answer, note it in the policy and go to the next provider,
+//!    within one overall deadline. Only the answer we accept is countersigned, so a provider that
+//!    answers after we moved on is never paid twice for the query, and we never pay two providers.
+
+use super::policy::{Candidate, Failure, PolicyConfig, ProviderPolicy, Standing};
+use agora_ledger::store::{Entry, ReceiptStore, ReceiptWriter, StoreError};
+use agora_overlay::{OverlayError, PeerId, now_ms};
+use agora_protocols::{
+    ContentId, EmbedInput, EmbedOutput, GenerateInput, GenerateOutput, Payload, PayloadError,
+    QueryAnnouncement, QueryError, QueryErrorKind, QueryRequest, Receipt, SecretKey, Signed, Task,
+};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How queries are placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Pick a provider by policy and send it the query.
+    Direct,
+    /// Gossip an announcement, collect offers, award the best.
+    Open,
+}
+
+/// The client's knobs, with defaults written once.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Subnet queries go to.
+    pub subnet: u16,
+    /// Overall deadline of one query, failovers included.
+    pub deadline: Duration,
+    /// Most providers tried for one query.
+    pub max_attempts: usize,
+    /// The most paid for one query, in units of 1e-9.
+    pub max_price: u64,
+    /// Direct or open.
+    pub mode: Mode,
+    /// How long to wait for a first provider of a model to become known.
+    pub discovery_wait: Duration,
+    /// How long the provider gets to acknowledge a countersignature (our copy is stored already).
+    pub settle_timeout: Duration,
+    /// The provider choice.
+    pub policy: PolicyConfig,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            subnet: 1,
+            deadline: Duration::from_secs(60),
+            max_attempts: 3,
+            max_price: 1_000_000_000,
+            mode: Mode::Direct,
+            discovery_wait: Duration::from_secs(20),
+            settle_timeout: Duration::from_secs(10),
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MarketError {
+    /// Nobody offers the model.
+    #[error("no provider of {task} model {model:?} on subnet {subnet} was found")]
+    NoProvider {
+        /// The task.
+        task: Task,
+        /// The model.
+        model: String,
+        /// The subnet.
+        subnet: u16,
+    },
+    /// Every provider tried failed; the last refusal, if any, says why.
+    #[error("every provider tried failed: {}", summary(.attempts))]
+    AllFailed {
+        /// Each attempt's provider and what went wrong.
+        attempts: Vec<Attempt>,
+        /// The last refusal a provider gave, for callers that map it (credit, rate limit).
+        last_refusal: Option<QueryError>,
+    },
+    /// The deadline passed before any provider answered.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The input does not fit the task's format.
+    #[error("bad input: {0}")]
+    Input(#[from] PayloadError),
+    /// Our receipt store failed: nothing was acknowledged.
+    #[error("receipt store: {0}")]
+    Store(#[from] StoreError),
+    /// The overlay is gone.
+    #[error("overlay: {0}")]
+    Overlay(#[from] OverlayError),
+    /// Signing failed.
+    #[error("signing: {0}")]
+    Sign(String),
+}
+
+fn summary(attempts: &[Attempt]) -> String {
+    attempts
+        .iter()
+        .map(|a| format!("{}: {}", short_peer(&a.provider), a.error))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A peer id shortened for tables and messages.
+pub fn short_peer(peer: &PeerId) -> String {
+    let text = peer.to_string();
+    let tail: String = text
+        .chars()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("…{tail}")
+}
+
+/// One provider tried.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// Who.
+    pub provider: PeerId,
+    /// What went wrong.
+    pub error: String,
+}
+
+/// An accepted, paid answer.
+#[derive(Debug, Clone)]
+pub struct Settled<T> {
+    /// The decoded output.
+    pub output: T,
+    /// Who answered.
+    pub provider: PeerId,
+    /// The receipt signed by both sides, stored in our ledger.
+    pub receipt: Receipt,
+    /// From the first request to the accepted answer.
+    pub latency: Duration,
+    /// Providers tried before this one, and why they failed.
+    pub failed_attempts: Vec<Attempt>,
+    /// Whether the provider acknowledged our countersignature (our copy is stored either way).
+    pub provider_acknowledged: bool,
+}
+
+/// How redundant answers compared.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Agreement {
+    /// Only one answer came back: nothing to compare.
+    Single,
+    /// Embeddings: the smallest cosine similarity between any two answers' vectors.
+    Cosine {
+        /// Lowest pairwise cosine over all vectors.
+        min: f32,
+        /// Whether it is at least [`EMBED_AGREEMENT`].
+        agree: bool,
+    },
+    /// Generation: whether all answers have the same tokens (meaningful for greedy sampling).
+    Tokens {
+        /// Answers whose tokens equal the first answer's.
+        matching: usize,
+        /// Answers compared.
+        of: usize,
+    },
+}
+
+impl Agreement {
+    /// Whether the answers agree.
+    pub fn agrees(&self) -> bool {
+        match self {
+            Agreement::Single => true,
+            Agreement::Cosine { agree, .. } => *agree,
+            Agreement::Tokens { matching, of } => matching == of,
+        }
+    }
+}
+
+/// Cosine at or above which two embeddings of one text count as the same answer (float noise across
+/// machines and batch sizes is far below it; a different model or a corrupted one is far above).
+pub const EMBED_AGREEMENT: f32 = 0.999;
+
+/// A model on offer, summed over its providers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelListing {
+    /// The model.
+    pub model: String,
+    /// Its task.
+    pub task: Task,
+    /// Providers advertising it.
+    pub providers: usize,
+    /// The lowest advertised price.
+    pub min_price: u64,
+}
+
+/// A client of the marketplace: cheap to clone, safe to share across tasks.
+#[derive(Debug, Clone)]
+pub struct MarketClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    key: SecretKey,
+    overlay: agora_overlay::Client,
+    store: ReceiptStore,
+    writer: ReceiptWriter,
+    policy: Mutex<ProviderPolicy>,
+    next_nonce: AtomicU64,
+    config: ClientConfig,
+}
+
+impl MarketClient {
+    /// A client signing with `key` (the overlay's key too), storing receipts through `writer`.
+    pub fn new(
+        key: SecretKey,
+        overlay: agora_overlay::Client,
+        store: ReceiptStore,
+        writer: ReceiptWriter,
+        config: ClientConfig,
+    ) -> Self {
+        // Nonces start at the clock in microseconds, so they keep increasing across restarts
+        // without being stored: the providers' replay windows need nothing more.
+        let first_nonce = now_ms().saturating_mul(1000);
+        Self {
+            inner: Arc::new(Inner {
+                key,
+                overlay,
+                store,
+                writer,
+                policy: Mutex::new(ProviderPolicy::new(config.policy.clone())),
+                next_nonce: AtomicU64::new(first_nonce),
+                config,
+            }),
+        }
+    }
+
+    /// The overlay handle.
+    pub fn overlay(&self) -> &agora_overlay::Client {
+        &self.inner.overlay
+    }
+
+    /// The receipt store.
+    pub fn store(&self) -> &ReceiptStore {
+        &self.inner.store
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// Sets the consensus reputation the policy weighs (see [`ProviderPolicy::set_reputation`]).
+    pub fn set_reputation(&self, reputation: impl IntoIterator<Item = (PeerId, f64)>) {
+        self.policy().set_reputation(reputation);
+    }
+
+    /// What this client has seen of each provider.
+    pub fn standings(&self) -> Vec<Standing> {
+        self.policy().standings(Instant::now())
+    }
+
+    /// Embeds texts with `model`.
+    pub async fn embed(
+        &self,
+        model: &str,
+        input: &EmbedInput,
+    ) -> Result<Settled<EmbedOutput>, MarketError> {
+        self.embed_avoiding(model, input, HashSet::new()).await
+    }
+
+    async fn embed_avoiding(
+        &self,
+        model: &str,
+        input: &EmbedInput,
+        avoid: HashSet<PeerId>,
+    ) -> Result<Settled<EmbedOutput>, MarketError> {
+        let texts = input.texts.len();
+        let check = move |out: &EmbedOutput| {
+            (out.vectors.len() == texts)
+                .then_some(())
+                .ok_or_else(|| format!("{} vectors for {texts} texts", out.vectors.len()))
+        };
+        self.query(Task::Embed, model, input, check, avoid).await
+    }
+
+    /// Continues a chat with `model`.
+    pub async fn generate(
+        &self,
+        model: &str,
+        input: &GenerateInput,
+    ) -> Result<Settled<GenerateOutput>, MarketError> {
+        self.generate_avoiding(model, input, HashSet::new()).await
+    }
+
+    async fn generate_avoiding(
+        &self,
+        model: &str,
+        input: &GenerateInput,
+        avoid: HashSet<PeerId>,
+    ) -> Result<Settled<GenerateOutput>, MarketError> {
+        let max_tokens = input.max_tokens as usize;
+        let check = move |out: &GenerateOutput| {
+            (out.token_ids.len() <= max_tokens)
+                .then_some(())
+                .ok_or_else(|| format!("{} tokens for at most {max_tokens}", out.token_ids.len()))
+        };
+        self.query(Task::Generate, model, input, check, avoid).await
+    }
+
+    /// Sends one embedding query to `k` providers at once, pays each, and compares their vectors.
+    pub async fn embed_redundant(
+        &self,
+        model: &str,
+        input: &EmbedInput,
+        k: usize,
+    ) -> Result<(Vec<Settled<EmbedOutput>>, Agreement), MarketError> {
+        let answers = self
+            .redundant(Task::Embed, model, k, |client, avoid| {
+                let input = input.clone();
+                let model = model.to_string();
+                async move { client.embed_avoiding(&model, &input, avoid).await }
+            })
+            .await?;
+        let agreement = compare_embeddings(&answers);
+        Ok((answers, agreement))
+    }
+
+    /// Sends one generation query to `k` providers at once, pays each, and compares their tokens.
+    pub async fn generate_redundant(
+        &self,
+        model: &str,
+        input: &GenerateInput,
+        k: usize,
+    ) -> Result<(Vec<Settled<GenerateOutput>>, Agreement), MarketError> {
+        let answers = self
+            .redundant(Task::Generate, model, k, |client, avoid| {
+                let input = input.clone();
+                let model = model.to_string();
+                async move { client.generate_avoiding(&model, &input, avoid).await }
+            })
+            .await?;
+        let agreement = compare_generations(&answers);
+        Ok((answers, agreement))
+    }
+
+    /// Runs `k` copies of a query on the `k` best providers, one each: copy `i` starts with every other
+    /// chosen provider excluded, so it goes to provider `i` first and fails over to the rest.
+    async fn redundant<T, F, Fut>(
+        &self,
+        task: Task,
+        model: &str,
+        k: usize,
+        run: F,
+    ) -> Result<Vec<T>, MarketError>
+    where
+        F: Fn(MarketClient, HashSet<PeerId>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, MarketError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let chosen: Vec<PeerId> = self
+            .ranked_providers(task, model)
+            .await?
+            .into_iter()
+            .take(k.max(1))
+            .map(|c| c.peer)
+            .collect();
+        let mut handles = Vec::new();
+        for peer in &chosen {
+            let avoid = chosen.iter().filter(|p| *p != peer).copied().collect();
+            handles.push(tokio::spawn(run(self.clone(), avoid)));
+        }
+        let mut answers = Vec::new();
+        let mut last_error = None;
+        for handle in handles {
+            match handle.await {
+                Ok(Ok(answer)) => answers.push(answer),
+                Ok(Err(e)) => last_error = Some(e),
+                Err(e) => last_error = Some(MarketError::Sign(format!("query task failed: {e}"))),
+            }
+        }
+        match (answers.is_empty(), last_error) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(answers),
+        }
+    }
+
+    /// Models on offer on our subnet, from the provider table.
+    pub async fn models(&self) -> Result<Vec<ModelListing>, MarketError> {
+        let rows = self.inner.overlay.providers(None, None).await?;
+        let mut models: BTreeMap<(String, String), ModelListing> = BTreeMap::new();
+        for row in rows
+            .into_iter()
+            .filter(|r| r.subnet == self.inner.config.subnet)
+        {
+            let Ok(task) = row.task.parse::<Task>() else {
+                continue;
+            };
+            let entry = models
+                .entry((row.model.clone(), row.task.clone()))
+                .or_insert(ModelListing {
+                    model: row.model.clone(),
+                    task,
+                    providers: 0,
+                    min_price: u64::MAX,
+                });
+            entry.providers += 1;
+            entry.min_price = entry.min_price.min(row.price);
+        }
+        Ok(models.into_values().collect())
+    }
+
+    /// Providers of the model, best first by policy.
+    pub async fn ranked_providers(
+        &self,
+        task: Task,
+        model: &str,
+    ) -> Result<Vec<Candidate>, MarketError> {
+        let candidates = self.candidates(task, model).await?;
+        Ok(self.policy().rank(&candidates, Instant::now()))
+    }
+
+    fn policy(&self) -> std::sync::MutexGuard<'_, ProviderPolicy> {
+        // A panic while holding the lock would only leave counters half-updated: keep going.
+        self.inner
+            .policy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Providers of (subnet, task, model) we could ask, waiting for discovery if none is known yet.
+    async fn candidates(&self, task: Task, model: &str) -> Result<Vec<Candidate>, MarketError> {
+        let subnet = self.inner.config.subnet;
+        let give_up = Instant::now() + self.inner.config.discovery_wait;
+        let mut asked_dht = false;
+        loop {
+            let rows = self
+                .inner
+                .overlay
+                .providers(Some(task), Some(model.to_string()))
+                .await?;
+            let mut found: Vec<Candidate> = rows
+                .into_iter()
+                .filter(|r| r.subnet == subnet && r.price <= self.inner.config.max_price)
+                .filter_map(|r| {
+                    Some(Candidate {
+                        peer: r.peer.parse().ok()?,
+                        price: r.price,
+                        queue_depth: r.queue_depth,
+                    })
+                })
+                .collect();
+            if found.is_empty() && !asked_dht {
+                asked_dht = true;
+                // The fallback: provider records carry no price, so ask at our maximum.
+                if let Ok(Ok(peers)) = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    self.inner
+                        .overlay
+                        .dht_providers(subnet, task, model.to_string()),
+                )
+                .await
+                {
+                    found = peers
+                        .into_iter()
+                        .filter(|p| *p != self.inner.overlay.peer_id())
+                        .map(|peer| Candidate {
+                            peer,
+                            price: self.inner.config.max_price,
+                            queue_depth: 0,
+                        })
+                        .collect();
+                }
+            }
+            if !found.is_empty() {
+                return Ok(found);
+            }
+            if Instant::now() >= give_up {
+                return Err(MarketError::NoProvider {
+                    task,
+                    model: model.to_string(),
+                    subnet,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Signs a request for `input`; each attempt gets its own nonce and the time left as deadline.
+    fn sign_request(
+        &self,
+        query_id: ContentId,
+        task: Task,
+        model: &str,
+        input: &[u8],
+        deadline_ms: u64,
+    ) -> Result<Signed<QueryRequest>, MarketError> {
+        let nonce = self.inner.next_nonce.fetch_add(1, Ordering::Relaxed);
+        let request = QueryRequest {
+            query_id,
+            subnet: self.inner.config.subnet,
+            task,
+            model: model.to_string(),
+            input: input.to_vec(),
+            max_price: self.inner.config.max_price,
+            nonce,
+            sent_at_ms: now_ms(),
+            deadline_ms,
+        };
+        Signed::sign(request, &self.inner.key).map_err(|e| MarketError::Sign(e.to_string()))
+    }
+
+    /// One query with failover; `check` is the task's own sanity check of a decoded output.
+    async fn query<I: Payload, O: Payload>(
+        &self,
+        task: Task,
+        model: &str,
+        input: &I,
+        check: impl Fn(&O) -> Result<(), String>,
+        avoid: HashSet<PeerId>,
+    ) -> Result<Settled<O>, MarketError> {
+        let started = Instant::now();
+        let input = input.to_bytes()?;
+        let deadline = started + self.inner.config.deadline;
+        let deadline_ms =
+            now_ms().saturating_add(self.inner.config.deadline.as_millis().try_into().unwrap_or(0));
+        let query_id = ContentId::derive(
+            "agora 2026-11 query id",
+            &[
+                self.inner.key.public().to_bytes().as_slice(),
+                &self.inner.next_nonce.load(Ordering::Relaxed).to_le_bytes(),
+                &ContentId::of_payload(&input).0,
+            ]
+            .concat(),
+        );
+        let mut failed: Vec<Attempt> = Vec::new();
+        let mut last_refusal = None;
+        let mut tried = avoid;
+        let mut asked_anyone = false;
+
+        while failed.len() < self.inner.config.max_attempts {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let request = self.sign_request(query_id, task, model, &input, deadline_ms)?;
+            let outcome = match self.inner.config.mode {
+                Mode::Direct => {
+                    let ranked = self.ranked_providers(task, model).await?;
+                    let Some(choice) = ranked.into_iter().find(|c| !tried.contains(&c.peer))
+                    else {
+                        break;
+                    };
+                    let peer = choice.peer;
+                    tried.insert(peer);
+                    asked_anyone = true;
+                    self.policy().started(peer, Instant::now());
+                    let result =
+                        tokio::time::timeout(left, self.inner.overlay.query(peer, request)).await;
+                    (peer, result)
+                }
+                Mode::Open => {
+                    let announcement = self.announce(&request)?;
+                    match tokio::time::timeout(
+                        left,
+                        self.inner.overlay.open_query(announcement, request),
+                    )
+                    .await
+                    {
+                        Ok(Ok((peer, answer))) => {
+                            self.policy().started(peer, Instant::now());
+                            tried.insert(peer);
+                            (peer, Ok(Ok(answer)))
+                        }
+                        Ok(Err(e)) => {
+                            failed.push(Attempt {
+                                provider: self.inner.overlay.peer_id(),
+                                error: e.to_string(),
+                            });
+                            continue;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            };
+            let (peer, result) = outcome;
+            let answer = match result {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(e)) => {
+                    let failure = match &e {
+                        OverlayError::Refused(q) => {
+                            last_refusal = Some(q.clone());
+                            match q.kind {
+                                QueryErrorKind::Busy | QueryErrorKind::RateLimited => Failure::Busy,
+                                _ => Failure::Fault,
+                            }
+                        }
+                        _ => Failure::Fault,
+                    };
+                    self.policy().failed(peer, failure, Instant::now());
+                    failed.push(Attempt {
+                        provider: peer,
+                        error: e.to_string(),
+                    });
+                    continue;
+                }
+                Err(_) => {
+                    self.policy().failed(peer, Failure::Fault, Instant::now());
+                    failed.push(Attempt {
+                        provider: peer,
+                        error: "no answer before the deadline".to_string(),
+                    });
+                    break;
+                }
+            };
+            let output = match O::from_bytes(&answer.output)
+                .map_err(|e| e.to_string())
+                .and_then(|o| check(&o).map(|()| o))
+            {
+                Ok(output) => output,
+                Err(e) => {
+                    self.policy().failed(peer, Failure::Fault, Instant::now());
+                    failed.push(Attempt {
+                        provider: peer,
+                        error: format!("unusable answer: {e}"),
+                    });
+                    continue;
+                }
+            };
+            let latency = started.elapsed();
+            self.policy().succeeded(peer, latency, Instant::now());
+            let receipt = answer
+                .receipt
+                .countersign(&self.inner.key)
+                .map_err(|e| MarketError::Sign(e.to_string()))?;
+            // Durable on our side before the provider hears the countersignature.
+            self.inner
+                .writer
+                .commit(Entry::Full(receipt.clone()))
+                .await?;
+            let provider_acknowledged = matches!(
+                tokio::time::timeout(
+                    self.inner.config.settle_timeout,
+                    self.inner.overlay.settle(peer, receipt.clone()),
+                )
+                .await,
+                Ok(Ok(_))
+            );
+            if !provider_acknowledged {
+                tracing::warn!(provider = %peer, receipt = %receipt.id().short(),
+                    "the provider did not acknowledge our countersignature; our copy is stored");
+            }
+            return Ok(Settled {
+                output,
+                provider: peer,
+                receipt,
+                latency,
+                failed_attempts: failed,
+                provider_acknowledged,
+            });
+        }
+        if failed.is_empty() {
+            if !asked_anyone && self.inner.config.mode == Mode::Direct {
+                return Err(MarketError::NoProvider {
+                    task,
+                    model: model.to_string(),
+                    subnet: self.inner.config.subnet,
+                });
+            }
+            return Err(MarketError::Timeout(self.inner.config.deadline));
+        }
+        Err(MarketError::AllFailed {
+            attempts: failed,
+            last_refusal,
+        })
+    }
+
+    fn announce(
+        &self,
+        request: &Signed<QueryRequest>,
+    ) -> Result<Signed<QueryAnnouncement>, MarketError> {
+        let q = request.value();
+        let announcement = QueryAnnouncement {
+            query_id: q.query_id,
+            subnet: q.subnet,
+            task: q.task,
+            model: q.model.clone(),
+            input_hash: ContentId::of_payload(&q.input),
+            input_len: u32::try_from(q.input.len()).unwrap_or(u32::MAX),
+            max_price: q.max_price,
+            deadline_ms: q.deadline_ms,
+        };
+        Signed::sign(announcement, &self.inner.key).map_err(|e| MarketError::Sign(e.to_string()))
+    }
+}
+
+fn compare_embeddings(answers: &[Settled<EmbedOutput>]) -> Agreement {
+    if answers.len() < 2 {
+        return Agreement::Single;
+    }
+    let mut min = 1.0f32;
+    for (i, a) in answers.iter().enumerate() {
+        for b in &answers[i + 1..] {
+            if a.output.vectors.len() != b.output.vectors.len() {
+                min = min.min(0.0);
+                continue;
+            }
+            for (x, y) in a.output.vectors.iter().zip(&b.output.vectors) {
+                min = min.min(agora_protocols::task::cosine(x, y));
+            }
+        }
+    }
+    Agreement::Cosine {
+        min,
+        agree: min >= EMBED_AGREEMENT,
+    }
+}
+
+fn compare_generations(answers: &[Settled<GenerateOutput>]) -> Agreement {
+    let Some(first) = answers.first() else {
+        return Agreement::Single;
+    };
+    if answers.len() < 2 {
+        return Agreement::Single;
+    }
+    Agreement::Tokens {
+        matching: answers
+            .iter()
+            .filter(|a| a.output.token_ids == first.output.token_ids)
+            .count(),
+        of: answers.len(),
+    }
+}
