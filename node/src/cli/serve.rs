@@ -1,0 +1,268 @@
+//! `agora serve`: a miner. Loads real models, advertises them on the mesh, admits queries and answers
+//! them with signed receipts that are stored durably before the answer leaves.
+//!
+//! Stdout is for scripts and tests: model loading progress, then the lines `agora node` prints
+//! (`peer`, `listen`, `http`), then `ready`. Logs go to stderr (`-v`). The local API (`--http`) is
+//! `agora node`'s, plus `GET /api/serve` with the provider's counters.
+
+use super::node::{KeyArgs, MeshArgs, api, shutdown_signal};
+use agora::market::admission::AdmissionConfig;
+use agora::market::provider::{Provider, ProviderConfig, ProviderStats, initial_offers};
+use agora::market::runner::{KNOWN_MODELS, ModelRunner};
+use agora_inference::backend::DevicePreference;
+use agora_ledger::balances::Genesis;
+use agora_ledger::store::{ReceiptStore, ReceiptWriter};
+use agora_protocols::Task;
+use anyhow::{Context, anyhow, bail};
+use clap::Args;
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default price of an embedding query, in units of 1e-9.
+const DEFAULT_EMBED_PRICE: u64 = 1_000;
+/// Default price of a generation query, in units of 1e-9.
+const DEFAULT_GENERATE_PRICE: u64 = 50_000;
+/// Receipts waiting for the store's writer thread before answers wait for room.
+const WRITER_QUEUE: usize = 4096;
+
+/// Serve models to the mesh: a miner.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub key: KeyArgs,
+    #[command(flatten)]
+    pub mesh: MeshArgs,
+    /// A model to serve (repeatable): all-minilm-l6-v2 (embed), smollm2-135m-instruct (generate).
+    #[arg(long = "model", value_name = "NAME", required = true)]
+    pub models: Vec<String>,
+    /// Price per query in units of 1e-9: MODEL=UNITS for one model, or UNITS for all (repeatable)
+    /// [default: 1000 for embed, 50000 for generate].
+    #[arg(long = "price", value_name = "[MODEL=]UNITS")]
+    pub prices: Vec<String>,
+    /// Most a client may owe this miner in unpaid receipts, in units of 1e-9 [default: 1000000000].
+    #[arg(long, value_name = "UNITS")]
+    pub credit_limit: Option<u64>,
+    /// Genesis allocation file: a client may also not owe more than its balance there.
+    #[arg(long, value_name = "PATH")]
+    pub genesis: Option<PathBuf>,
+    /// The receipt store [default: ~/.agora/receipts.redb; with --ephemeral-key a temporary file].
+    #[arg(long, env = "AGORA_RECEIPTS", value_name = "PATH")]
+    pub receipts: Option<PathBuf>,
+    /// Serve the local JSON API here (e.g. 127.0.0.1:7700; port 0 picks one and prints it).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http: Option<SocketAddr>,
+    /// Queries per second one client may sustain (burst: twice that) [default: 50].
+    #[arg(long, value_name = "QPS")]
+    pub rate_limit: Option<u32>,
+}
+
+/// A receipt store file removed when dropped: an ephemeral identity's receipts can never be claimed,
+/// so keeping them would only leave litter.
+#[derive(Debug)]
+struct TempStore(PathBuf);
+
+impl Drop for TempStore {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Prices per model from `--price` flags over the defaults.
+fn prices(args: &[String], models: &[(Task, String)]) -> anyhow::Result<HashMap<String, u64>> {
+    let mut prices: HashMap<String, u64> = models
+        .iter()
+        .map(|(task, model)| {
+            let price = match task {
+                Task::Embed => DEFAULT_EMBED_PRICE,
+                Task::Generate => DEFAULT_GENERATE_PRICE,
+            };
+            (model.clone(), price)
+        })
+        .collect();
+    // "UNITS" first, then "MODEL=UNITS" over it, whatever the order on the command line.
+    let (for_all, per_model): (Vec<&String>, Vec<&String>) =
+        args.iter().partition(|a| !a.contains('='));
+    for text in for_all {
+        let units: u64 = text
+            .parse()
+            .map_err(|_| anyhow!("--price {text:?}: expected UNITS or MODEL=UNITS"))?;
+        prices.values_mut().for_each(|p| *p = units);
+    }
+    for text in per_model {
+        let (model, units) = text
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--price {text:?}: expected MODEL=UNITS"))?;
+        let units: u64 = units
+            .parse()
+            .map_err(|_| anyhow!("--price {text:?}: the price is a whole number of units"))?;
+        let Some(price) = prices.get_mut(model) else {
+            bail!("--price {text:?}: {model} is not among the --model flags");
+        };
+        *price = units;
+    }
+    Ok(prices)
+}
+
+/// Where the receipts go, and the guard that deletes a temporary store.
+fn receipts_path(args: &ServeArgs) -> anyhow::Result<(PathBuf, Option<TempStore>)> {
+    if let Some(path) = &args.receipts {
+        return Ok((path.clone(), None));
+    }
+    if args.key.ephemeral_key {
+        let mut suffix = [0u8; 8];
+        agora_protocols::keys::fill_random(&mut suffix);
+        let path = std::env::temp_dir().join(format!("agora-serve-{}.redb", hex::encode(suffix)));
+        return Ok((path.clone(), Some(TempStore(path))));
+    }
+    let home =
+        dirs::home_dir().context("no home directory: pass --receipts or set AGORA_RECEIPTS")?;
+    Ok((home.join(".agora").join("receipts.redb"), None))
+}
+
+/// Runs `agora serve` until SIGTERM or Ctrl-C.
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    for name in &args.models {
+        if !KNOWN_MODELS.iter().any(|(n, _)| n == name) {
+            let known: Vec<&str> = KNOWN_MODELS.iter().map(|(n, _)| *n).collect();
+            bail!(
+                "unknown model {name:?}: this build serves {}",
+                known.join(", ")
+            );
+        }
+    }
+    let key = args.key.load()?;
+    let mut overlay = args.mesh.overlay_config()?;
+    let subnet = overlay.subnets.first().copied().unwrap_or(1);
+    let genesis = args
+        .genesis
+        .as_deref()
+        .map(Genesis::load)
+        .transpose()
+        .context("reading the genesis file")?;
+    let (store_path, temp) = receipts_path(&args)?;
+    let store = ReceiptStore::open(&store_path)?;
+    match &temp {
+        Some(_) => println!(
+            "receipts {} (temporary: --ephemeral-key, deleted at exit)",
+            store_path.display()
+        ),
+        None => println!("receipts {}", store_path.display()),
+    }
+
+    let mut stdout = std::io::stdout();
+    let runner = ModelRunner::load(&args.models, DevicePreference::from_env(), |line| {
+        println!("{line}");
+        let _ = std::io::stdout().flush();
+    })?;
+    let prices = prices(&args.prices, &runner.serves())?;
+    let mut admission = AdmissionConfig::default();
+    if let Some(limit) = args.credit_limit {
+        admission = admission.with_credit_limit(limit);
+    }
+    if let Some(qps) = args.rate_limit {
+        admission = admission.with_rate_limit(qps);
+    }
+    overlay.offers = initial_offers(&runner, subnet, &prices);
+    let mut config = ProviderConfig::new(subnet, prices);
+    config.admission = admission;
+    config.genesis = genesis;
+    config.advert_interval = overlay.advert_interval;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let writer = ReceiptWriter::spawn(store.clone(), WRITER_QUEUE);
+    let result = runtime.block_on(async {
+        let (client, events) = agora_overlay::spawn(&key, overlay, None)?;
+        let provider = Provider::new(key, client.clone(), runner, store, writer.clone(), config);
+        let stats = provider.stats();
+        print_addresses(&client, &mut stdout).await?;
+        if let Some(addr) = args.http {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the API on {addr}"))?;
+            writeln!(stdout, "http {}", listener.local_addr()?)?;
+            let app = api(client.clone()).merge(serve_api(stats));
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    eprintln!("API server stopped: {e}");
+                }
+            });
+        }
+        writeln!(stdout, "ready")?;
+        stdout.flush()?;
+        provider.run(events, shutdown_signal()).await;
+        // Everything answered is stored; let the writer finish and release the file.
+        writer.close().await;
+        anyhow::Ok(())
+    });
+    // Stop the overlay and the API before the temporary store is deleted.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    drop(temp);
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `peer <id>` and one `listen <addr>/p2p/<id>` per listen address, as `agora node` does.
+async fn print_addresses(
+    client: &agora_overlay::Client,
+    out: &mut std::io::Stdout,
+) -> anyhow::Result<()> {
+    let mut status = client.status().await?;
+    for _ in 0..100 {
+        if !status.listen_addrs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        status = client.status().await?;
+    }
+    writeln!(out, "peer {}", client.peer_id())?;
+    for addr in &status.listen_addrs {
+        writeln!(out, "listen {addr}/p2p/{}", client.peer_id())?;
+    }
+    Ok(())
+}
+
+/// `GET /api/serve`: the provider's counters.
+fn serve_api(stats: Arc<ProviderStats>) -> axum::Router {
+    use axum::extract::State;
+    use axum::routing::get;
+    async fn serve_stats(State(stats): State<Arc<ProviderStats>>) -> axum::Json<serde_json::Value> {
+        axum::Json(serde_json::to_value(stats.snapshot()).unwrap_or_default())
+    }
+    axum::Router::new()
+        .route("/api/serve", get(serve_stats))
+        .with_state(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn served() -> Vec<(Task, String)> {
+        vec![
+            (Task::Embed, "all-minilm-l6-v2".to_string()),
+            (Task::Generate, "smollm2-135m-instruct".to_string()),
+        ]
+    }
+
+    #[test]
+    fn prices_default_per_task_and_flags_override() {
+        let p = prices(&[], &served()).unwrap();
+        assert_eq!(p["all-minilm-l6-v2"], DEFAULT_EMBED_PRICE);
+        assert_eq!(p["smollm2-135m-instruct"], DEFAULT_GENERATE_PRICE);
+        let flags = ["all-minilm-l6-v2=7".to_string(), "9".to_string()];
+        let p = prices(&flags, &served()).unwrap();
+        assert_eq!(p["all-minilm-l6-v2"], 7);
+        assert_eq!(p["smollm2-135m-instruct"], 9);
+        assert!(prices(&["other=1".to_string()], &served()).is_err());
+        assert!(prices(&["x".to_string()], &served()).is_err());
+    }
+}

@@ -1,0 +1,541 @@
+//! Admission: the provider's checks between a verified request and the model.
+//!
+//! The overlay has already checked the signature, that the signer is the sending peer, the request's
+//! bounds and its deadline. What is left needs the provider's own state, and is decided here, in this
+//! order, cheapest and least informative first:
+//!
+//! 1. **Replay window**: `sent_at_ms` within [`AdmissionConfig::replay_window_ms`] of our clock, in
+//!    either direction (clocks drift). A request outside it is refused, so nonces only have to be
+//!    remembered for the length of the window.
+//! 2. **Nonce**: a sliding window per client, as IPsec's anti-replay window: the highest nonce seen
+//!    and a bitmap of the [`NONCE_WINDOW`] below it. Clients send concurrently, so nonces may arrive
+//!    out of order within the window; one below it, or one already seen, is a replay.
+//! 3. **Rate**: a token bucket per client (burst, refill per second).
+//! 4. **Price**: the provider's price against the request's `max_price`.
+//! 5. **Credit**: the client's unpaid receipts plus this price against the provider's credit limit,
+//!    and against the client's genesis balance when the provider knows one.
+//!
+//! A nonce is recorded only when the query is admitted: a refused request can be fixed and sent again
+//! with the same nonce. Per-client state lives in a bounded map; when it is full the stalest client
+//! is forgotten. A forgotten client's nonces could be replayed inside the time window, but a replay
+//! of a query that was answered is still refused by the receipt store's query index (checked before
+//! admission), so what leaks is at most a second run of a refused or unfinished query.
+//!
+//! Pure logic, no clock and no I/O: the caller passes `now_ms` and the unpaid total, so every rule is
+//! unit-tested without sockets.
+
+use agora_protocols::{PublicKey, QueryError, QueryErrorKind, QueryRequest};
+use std::collections::HashMap;
+
+/// Nonces remembered below the highest one seen, per client.
+pub const NONCE_WINDOW: u64 = 1024;
+const WORDS: usize = (NONCE_WINDOW / 64) as usize;
+/// One request's cost in the token bucket, in thousandths of a token (integer arithmetic, exact).
+const TOKEN: u64 = 1000;
+
+/// Limits of admission. The defaults are written here once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionConfig {
+    /// How far `sent_at_ms` may be from our clock, either way.
+    pub replay_window_ms: u64,
+    /// Requests a client may send at once before the rate applies.
+    pub burst: u32,
+    /// Requests per second a client may sustain.
+    pub refill_per_second: u32,
+    /// Clients whose nonces and buckets are remembered; beyond it, the stalest is forgotten.
+    pub max_peers: usize,
+    /// Most a client may owe this provider (unpaid receipts), in units of 1e-9.
+    pub credit_limit: u64,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            replay_window_ms: 120_000,
+            burst: 100,
+            refill_per_second: 50,
+            max_peers: 4096,
+            // One token (1e9 units): a thousand embeddings at the default price.
+            credit_limit: 1_000_000_000,
+        }
+    }
+}
+
+impl AdmissionConfig {
+    /// A rate of `qps` sustained, with a burst of twice that (at least 1).
+    pub fn with_rate_limit(mut self, qps: u32) -> Self {
+        self.refill_per_second = qps;
+        self.burst = qps.saturating_mul(2).max(1);
+        self
+    }
+
+    /// Sets [`AdmissionConfig::credit_limit`].
+    pub fn with_credit_limit(mut self, units: u64) -> Self {
+        self.credit_limit = units;
+        self
+    }
+}
+
+/// The anti-replay window of one client.
+#[derive(Debug, Clone)]
+struct NonceWindow {
+    /// Highest nonce admitted.
+    highest: u64,
+    /// Bit `i` set: nonce `highest - i` was admitted (bit 0 is `highest` itself).
+    seen: [u64; WORDS],
+}
+
+impl NonceWindow {
+    fn new(first: u64) -> Self {
+        let mut seen = [0; WORDS];
+        seen[0] = 1;
+        Self {
+            highest: first,
+            seen,
+        }
+    }
+
+    /// Whether `nonce` may be admitted (not seen, not below the window).
+    fn check(&self, nonce: u64) -> Result<(), String> {
+        if nonce > self.highest {
+            return Ok(());
+        }
+        let back = self.highest - nonce;
+        if back >= NONCE_WINDOW {
+            return Err(format!(
+                "nonce {nonce} is below the replay window (the newest is {}, the window {NONCE_WINDOW})",
+                self.highest
+            ));
+        }
+        if self.bit(back) {
+            return Err(format!("nonce {nonce} was already used"));
+        }
+        Ok(())
+    }
+
+    fn bit(&self, back: u64) -> bool {
+        let (word, bit) = ((back / 64) as usize, back % 64);
+        self.seen.get(word).is_some_and(|w| w & (1 << bit) != 0)
+    }
+
+    /// Records `nonce` (already checked).
+    fn record(&mut self, nonce: u64) {
+        if nonce > self.highest {
+            self.shift(nonce - self.highest);
+            self.highest = nonce;
+        }
+        let back = self.highest - nonce;
+        let (word, bit) = ((back / 64) as usize, back % 64);
+        if let Some(w) = self.seen.get_mut(word) {
+            *w |= 1 << bit;
+        }
+    }
+
+    /// Moves the window up by `by` nonces: every remembered bit moves `by` places further back.
+    fn shift(&mut self, by: u64) {
+        if by >= NONCE_WINDOW {
+            self.seen = [0; WORDS];
+            return;
+        }
+        let words = (by / 64) as usize;
+        let bits = (by % 64) as u32;
+        let old = self.seen;
+        for (i, slot) in self.seen.iter_mut().enumerate() {
+            // Bit b of the new window is bit b - by of the old one.
+            let lower = i.checked_sub(words).and_then(|j| old.get(j)).copied();
+            let carry = i
+                .checked_sub(words + 1)
+                .and_then(|j| old.get(j))
+                .copied()
+                .unwrap_or(0);
+            *slot = match lower {
+                None => 0,
+                Some(w) if bits == 0 => w,
+                Some(w) => (w << bits) | (carry >> (64 - bits)),
+            };
+        }
+    }
+}
+
+/// A token bucket, in thousandths of a token.
+#[derive(Debug, Clone)]
+struct Bucket {
+    milli_tokens: u64,
+    refilled_at_ms: u64,
+}
+
+/// What is remembered about one client.
+#[derive(Debug, Clone)]
+struct Peer {
+    nonces: Option<NonceWindow>,
+    bucket: Bucket,
+    last_seen_ms: u64,
+}
+
+/// The admission state of one provider. Not thread-safe by itself: one task owns it (the provider's
+/// event loop), which also keeps the order of decisions the order of arrival.
+#[derive(Debug)]
+pub struct Admission {
+    config: AdmissionConfig,
+    peers: HashMap<PublicKey, Peer>,
+}
+
+fn refuse(kind: QueryErrorKind, message: String) -> QueryError {
+    QueryError { kind, message }
+}
+
+/// Whole seconds, rounded down, for messages.
+fn secs(ms: u64) -> u64 {
+    ms / 1000
+}
+
+impl Admission {
+    /// Starts with no client known.
+    pub fn new(config: AdmissionConfig) -> Self {
+        Self {
+            config,
+            peers: HashMap::new(),
+        }
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &AdmissionConfig {
+        &self.config
+    }
+
+    /// Clients remembered now.
+    pub fn peers(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Decides whether `client`'s `request` may run at `price`, given what it owes this provider
+    /// (`unpaid`: stored unsettled receipts plus queries in flight) and, when known, its balance.
+    /// On success the nonce is recorded and a token taken.
+    pub fn admit(
+        &mut self,
+        client: &PublicKey,
+        request: &QueryRequest,
+        price: u64,
+        now_ms: u64,
+        unpaid: u64,
+        genesis_balance: Option<u64>,
+    ) -> Result<(), QueryError> {
+        let window = self.config.replay_window_ms;
+        let sent = request.sent_at_ms;
+        if sent.saturating_add(window) < now_ms {
+            return Err(refuse(
+                QueryErrorKind::Replay,
+                format!(
+                    "sent {} s ago; the replay window is {} s",
+                    secs(now_ms - sent),
+                    secs(window)
+                ),
+            ));
+        }
+        if sent > now_ms.saturating_add(window) {
+            return Err(refuse(
+                QueryErrorKind::Replay,
+                format!(
+                    "sent {} s in the future by our clock; the replay window is {} s (check the clock)",
+                    secs(sent - now_ms),
+                    secs(window)
+                ),
+            ));
+        }
+
+        if !self.peers.contains_key(client) && self.peers.len() >= self.config.max_peers.max(1) {
+            self.evict_stalest();
+        }
+        let config = &self.config;
+        let peer = self.peers.entry(*client).or_insert_with(|| Peer {
+            nonces: None,
+            bucket: Bucket {
+                milli_tokens: u64::from(config.burst).saturating_mul(TOKEN),
+                refilled_at_ms: now_ms,
+            },
+            last_seen_ms: now_ms,
+        });
+        peer.last_seen_ms = peer.last_seen_ms.max(now_ms);
+
+        if let Some(nonces) = &peer.nonces {
+            nonces
+                .check(request.nonce)
+                .map_err(|m| refuse(QueryErrorKind::Replay, m))?;
+        }
+
+        // Refill, then take one token. A request refused later (price, credit) still costs its
+        // token: those checks read the store, and a client must not probe them for free.
+        let capacity = u64::from(config.burst).saturating_mul(TOKEN);
+        let elapsed = now_ms.saturating_sub(peer.bucket.refilled_at_ms);
+        peer.bucket.milli_tokens = peer
+            .bucket
+            .milli_tokens
+            .saturating_add(elapsed.saturating_mul(u64::from(config.refill_per_second)))
+            .min(capacity);
+        peer.bucket.refilled_at_ms = peer.bucket.refilled_at_ms.max(now_ms);
+        if peer.bucket.milli_tokens < TOKEN {
+            return Err(refuse(
+                QueryErrorKind::RateLimited,
+                format!(
+                    "over this provider's rate limit of {} queries per second (burst {}): back off",
+                    config.refill_per_second, config.burst
+                ),
+            ));
+        }
+        peer.bucket.milli_tokens -= TOKEN;
+
+        if price > request.max_price {
+            return Err(refuse(
+                QueryErrorKind::OverBudget,
+                format!(
+                    "the price is {price} units, over the query's maximum of {}",
+                    request.max_price
+                ),
+            ));
+        }
+        let owed = unpaid.saturating_add(price);
+        if owed > config.credit_limit {
+            return Err(refuse(
+                QueryErrorKind::OverBudget,
+                format!(
+                    "unpaid receipts of {unpaid} units: over this provider's credit limit of {} \
+                     with this query's {price} (settle first)",
+                    config.credit_limit
+                ),
+            ));
+        }
+        if let Some(balance) = genesis_balance
+            && owed > balance
+        {
+            return Err(refuse(
+                QueryErrorKind::OverBudget,
+                format!(
+                    "balance of {balance} units in the genesis allocation: unpaid receipts of \
+                     {unpaid} units plus this query's {price} exceed it"
+                ),
+            ));
+        }
+
+        match &mut peer.nonces {
+            Some(nonces) => nonces.record(request.nonce),
+            None => peer.nonces = Some(NonceWindow::new(request.nonce)),
+        }
+        Ok(())
+    }
+
+    /// Forgets the client seen longest ago. Linear in the clients remembered, and only run when a new
+    /// client arrives at a full map.
+    fn evict_stalest(&mut self) {
+        let stalest = self
+            .peers
+            .iter()
+            .min_by_key(|(_, p)| p.last_seen_ms)
+            .map(|(k, _)| *k);
+        if let Some(key) = stalest {
+            self.peers.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use agora_protocols::{ContentId, SecretKey, Task};
+
+    const NOW: u64 = 1_800_000_000_000;
+
+    fn request(nonce: u64, sent_at_ms: u64, max_price: u64) -> QueryRequest {
+        QueryRequest {
+            query_id: ContentId::of_payload(&nonce.to_le_bytes()),
+            subnet: 1,
+            task: Task::Embed,
+            model: "m".into(),
+            input: Vec::new(),
+            max_price,
+            nonce,
+            sent_at_ms,
+            deadline_ms: sent_at_ms + 60_000,
+        }
+    }
+
+    fn open() -> AdmissionConfig {
+        AdmissionConfig {
+            burst: 1_000_000,
+            refill_per_second: 1_000_000,
+            credit_limit: u64::MAX,
+            ..AdmissionConfig::default()
+        }
+    }
+
+    fn kind(r: Result<(), QueryError>) -> QueryErrorKind {
+        r.unwrap_err().kind
+    }
+
+    #[test]
+    fn sent_at_outside_the_window_is_a_replay_either_way() {
+        let mut a = Admission::new(open());
+        let c = SecretKey::generate().public();
+        let old = a.admit(&c, &request(1, NOW - 121_000, 10), 1, NOW, 0, None);
+        let err = old.unwrap_err();
+        assert_eq!(err.kind, QueryErrorKind::Replay);
+        assert_eq!(err.message, "sent 121 s ago; the replay window is 120 s");
+        let future = a.admit(&c, &request(2, NOW + 121_000, 10), 1, NOW, 0, None);
+        assert_eq!(kind(future), QueryErrorKind::Replay);
+        // Skew inside the window, both ways, is fine.
+        a.admit(&c, &request(3, NOW - 119_000, 10), 1, NOW, 0, None)
+            .unwrap();
+        a.admit(&c, &request(4, NOW + 119_000, 10), 1, NOW, 0, None)
+            .unwrap();
+    }
+
+    #[test]
+    fn nonces_out_of_order_within_the_window_but_never_twice() {
+        let mut a = Admission::new(open());
+        let c = SecretKey::generate().public();
+        let other = SecretKey::generate().public();
+        for n in [5000, 4990, 5001, 4000, 4999] {
+            a.admit(&c, &request(n, NOW, 10), 1, NOW, 0, None).unwrap();
+        }
+        for n in [5000, 4990, 5001, 4000, 4999] {
+            let r = a.admit(&c, &request(n, NOW, 10), 1, NOW, 0, None);
+            assert_eq!(kind(r), QueryErrorKind::Replay, "nonce {n}");
+        }
+        // Below the window (5001 - 1024 = 3977 is the lowest remembered).
+        let err = a
+            .admit(&c, &request(3977, NOW, 10), 1, NOW, 0, None)
+            .unwrap_err();
+        assert!(err.message.contains("below the replay window"), "{err:?}");
+        a.admit(&c, &request(3978, NOW, 10), 1, NOW, 0, None)
+            .unwrap();
+        // Nonces are per client.
+        a.admit(&other, &request(5000, NOW, 10), 1, NOW, 0, None)
+            .unwrap();
+        // A jump past the whole window forgets everything below it.
+        a.admit(&c, &request(1_000_000, NOW, 10), 1, NOW, 0, None)
+            .unwrap();
+        let r = a.admit(&c, &request(5002, NOW, 10), 1, NOW, 0, None);
+        assert_eq!(kind(r), QueryErrorKind::Replay);
+        a.admit(&c, &request(999_999, NOW, 10), 1, NOW, 0, None)
+            .unwrap();
+    }
+
+    #[test]
+    fn the_window_shift_keeps_every_bit_across_words() {
+        // Compare against a plain set for a run of random-ish nonces.
+        let mut w = NonceWindow::new(100);
+        let mut seen = std::collections::BTreeSet::from([100u64]);
+        let mut x: u64 = 12345;
+        for _ in 0..5000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let n = 100 + (x >> 33) % 3000;
+            let expect_ok = if n > w.highest {
+                true
+            } else {
+                w.highest - n < NONCE_WINDOW && !seen.contains(&n)
+            };
+            assert_eq!(
+                w.check(n).is_ok(),
+                expect_ok,
+                "nonce {n}, highest {}",
+                w.highest
+            );
+            if expect_ok {
+                w.record(n);
+                seen.insert(n);
+            }
+        }
+    }
+
+    #[test]
+    fn a_refused_query_leaves_its_nonce_free() {
+        let mut a = Admission::new(open());
+        let c = SecretKey::generate().public();
+        let r = a.admit(&c, &request(7, NOW, 10), 11, NOW, 0, None);
+        assert_eq!(kind(r), QueryErrorKind::OverBudget);
+        a.admit(&c, &request(7, NOW, 11), 11, NOW, 0, None).unwrap();
+    }
+
+    #[test]
+    fn the_token_bucket_allows_a_burst_then_the_rate() {
+        let config = AdmissionConfig {
+            credit_limit: u64::MAX,
+            ..AdmissionConfig::default().with_rate_limit(2)
+        };
+        let mut a = Admission::new(config);
+        let c = SecretKey::generate().public();
+        for n in 0..4 {
+            a.admit(&c, &request(n, NOW, 10), 1, NOW, 0, None).unwrap();
+        }
+        let r = a.admit(&c, &request(4, NOW, 10), 1, NOW, 0, None);
+        assert_eq!(kind(r), QueryErrorKind::RateLimited);
+        // Half a second later, one more token.
+        a.admit(&c, &request(5, NOW, 10), 1, NOW + 500, 0, None)
+            .unwrap();
+        let r = a.admit(&c, &request(6, NOW, 10), 1, NOW + 500, 0, None);
+        assert_eq!(kind(r), QueryErrorKind::RateLimited);
+        // Another client has its own bucket.
+        let d = SecretKey::generate().public();
+        a.admit(&d, &request(0, NOW, 10), 1, NOW + 500, 0, None)
+            .unwrap();
+    }
+
+    #[test]
+    fn credit_limit_and_genesis_balance() {
+        let mut a = Admission::new(AdmissionConfig {
+            credit_limit: 5000,
+            ..open()
+        });
+        let c = SecretKey::generate().public();
+        a.admit(&c, &request(1, NOW, 1000), 1000, NOW, 4000, None)
+            .unwrap();
+        let err = a
+            .admit(&c, &request(2, NOW, 1000), 1000, NOW, 4001, None)
+            .unwrap_err();
+        assert_eq!(err.kind, QueryErrorKind::OverBudget);
+        assert!(
+            err.message.starts_with(
+                "unpaid receipts of 4001 units: over this provider's credit limit of 5000"
+            ),
+            "{}",
+            err.message
+        );
+        let err = a
+            .admit(&c, &request(3, NOW, 1000), 1000, NOW, 0, Some(999))
+            .unwrap_err();
+        assert_eq!(err.kind, QueryErrorKind::OverBudget);
+        assert!(
+            err.message.starts_with("balance of 999 units"),
+            "{}",
+            err.message
+        );
+        a.admit(&c, &request(4, NOW, 1000), 1000, NOW, 0, Some(1000))
+            .unwrap();
+    }
+
+    #[test]
+    fn the_peer_map_is_bounded_and_forgets_the_stalest() {
+        let mut a = Admission::new(AdmissionConfig {
+            max_peers: 3,
+            ..open()
+        });
+        let keys: Vec<PublicKey> = (0..4).map(|_| SecretKey::generate().public()).collect();
+        for (i, k) in keys.iter().take(3).enumerate() {
+            a.admit(k, &request(1, NOW, 10), 1, NOW + i as u64, 0, None)
+                .unwrap();
+        }
+        // Touch the first again so the second is the stalest.
+        a.admit(&keys[0], &request(2, NOW, 10), 1, NOW + 10, 0, None)
+            .unwrap();
+        a.admit(&keys[3], &request(1, NOW, 10), 1, NOW + 11, 0, None)
+            .unwrap();
+        assert_eq!(a.peers(), 3);
+        // keys[1] was forgotten: its old nonce is new again; keys[0]'s is not.
+        a.admit(&keys[1], &request(1, NOW, 10), 1, NOW + 12, 0, None)
+            .unwrap();
+        let r = a.admit(&keys[0], &request(2, NOW, 10), 1, NOW + 12, 0, None);
+        assert_eq!(kind(r), QueryErrorKind::Replay);
+    }
+}

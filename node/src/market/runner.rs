@@ -1,0 +1,433 @@
+//! The models a miner serves, each behind a bounded queue on its own worker thread.
+//!
+//! Model calls block for milliseconds to seconds, so none runs on the async executor: each model is
+//! owned by a [`Scheduler`] worker thread, and async callers wait on a ticket. The queue is what turns
+//! load into a clear answer instead of latency: when it is full, [`ModelRunner::run`] answers
+//! [`RunnerError::Busy`] at once and the client goes to another provider.
+//!
+//! - **Embedding** (all-MiniLM-L6-v2): every text of every query is one scheduler request, so the
+//!   texts of concurrent queries are batched into one encoder call. That is what makes 32 concurrent
+//!   queries cost little more than one.
+//! - **Generation** (SmolLM2-135M-Instruct): one chat at a time (batch of one) on its own thread, with
+//!   a short queue. A query whose deadline passes while queued never reaches the model; one whose
+//!   deadline passes mid-generation is answered [`RunnerError::Expired`] at the deadline, but the
+//!   worker finishes that generation (the generator has no cancel hook yet).
+//!
+//! Payloads are decoded and encoded here with the formats of `agora_protocols::task`, so the provider
+//! sees only bytes in and bytes out.
+
+use agora_inference::backend::DevicePreference;
+use agora_inference::embedding::{self, SentenceEmbedder};
+use agora_inference::generation::{
+    ChatMessage, FinishReason, GenerationError, GenerationParams, Generator, SamplingParams,
+    default_model_path,
+};
+use agora_inference::model_cache::{MINILM, SMOLLM2};
+use agora_inference::scheduler::{Scheduler, SchedulerConfig, SchedulerError};
+use agora_protocols::{
+    EmbedInput, EmbedOutput, Finish, GenerateInput, GenerateOutput, Payload, QueryErrorKind,
+    Sampling, Task,
+};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Every model this build can serve, with its task.
+pub const KNOWN_MODELS: &[(&str, Task)] = &[(MINILM, Task::Embed), (SMOLLM2, Task::Generate)];
+
+/// Texts waiting for the encoder, over all queries: four full queries' worth.
+const EMBED_QUEUE: usize = 4 * agora_protocols::task::MAX_EMBED_TEXTS;
+/// Chats waiting for the generator. Short: a generation takes seconds, and a client is better served
+/// by another provider than by a long wait here.
+const GENERATE_QUEUE: usize = 8;
+
+/// Why a model could not be loaded or a query could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// A model name this build does not know.
+    #[error("unknown model {name:?}: this build serves {known}")]
+    UnknownModel {
+        /// The name asked for.
+        name: String,
+        /// The names it knows, for the message.
+        known: String,
+    },
+    /// A known model failed to load (missing weights: run `scripts/fetch-models`).
+    #[error("cannot load {model}: {reason}")]
+    Load {
+        /// The model.
+        model: String,
+        /// Why.
+        reason: String,
+    },
+    /// The runner does not hold this (task, model).
+    #[error("this provider does not serve {task} model {model:?}")]
+    NotServed {
+        /// The task asked for.
+        task: Task,
+        /// The model asked for.
+        model: String,
+    },
+    /// The input payload does not decode or breaks the task's bounds.
+    #[error("bad input: {0}")]
+    BadInput(String),
+    /// The model's queue is full.
+    #[error("the model is busy: its queue is full")]
+    Busy,
+    /// The deadline passed before the answer was ready.
+    #[error("the deadline passed before the model answered")]
+    Expired,
+    /// The model or its worker failed.
+    #[error("the model failed: {0}")]
+    Failed(String),
+}
+
+impl RunnerError {
+    /// What the client is told.
+    pub fn kind(&self) -> QueryErrorKind {
+        match self {
+            RunnerError::UnknownModel { .. } | RunnerError::NotServed { .. } => {
+                QueryErrorKind::UnknownModel
+            }
+            RunnerError::BadInput(_) => QueryErrorKind::BadInput,
+            RunnerError::Busy => QueryErrorKind::Busy,
+            RunnerError::Expired => QueryErrorKind::Expired,
+            RunnerError::Load { .. } | RunnerError::Failed(_) => QueryErrorKind::Internal,
+        }
+    }
+}
+
+impl From<SchedulerError> for RunnerError {
+    fn from(e: SchedulerError) -> Self {
+        match e {
+            SchedulerError::Busy => RunnerError::Busy,
+            SchedulerError::DeadlineExceeded => RunnerError::Expired,
+            SchedulerError::Stopped | SchedulerError::BatchFailed(_) => {
+                RunnerError::Failed(e.to_string())
+            }
+        }
+    }
+}
+
+/// One text's embedding and its token count, or why it failed.
+type EmbedResult = Result<(Vec<f32>, u32), String>;
+
+/// A loaded model.
+#[derive(Debug)]
+enum Engine {
+    Embed(Scheduler<String, EmbedResult>),
+    Generate(Scheduler<GenerateInput, Result<GenerateOutput, RunnerError>>),
+}
+
+#[derive(Debug)]
+struct Loaded {
+    name: String,
+    task: Task,
+    engine: Engine,
+}
+
+/// The loaded models. Cheap to clone: clones share the worker threads, which stop when the last clone
+/// is dropped.
+#[derive(Debug, Clone)]
+pub struct ModelRunner {
+    models: Arc<Vec<Loaded>>,
+}
+
+fn known_names() -> String {
+    KNOWN_MODELS
+        .iter()
+        .map(|(name, task)| format!("{name} ({task})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl ModelRunner {
+    /// Loads `models` (names from [`KNOWN_MODELS`]) on the device `device` leads to, telling
+    /// `progress` what it is doing (`loading NAME ...`, `loaded in X s on DEVICE`). Every name is
+    /// checked before anything loads, so a typo fails at once.
+    pub fn load(
+        models: &[String],
+        device: DevicePreference,
+        mut progress: impl FnMut(&str),
+    ) -> Result<Self, RunnerError> {
+        let mut wanted: Vec<(&str, Task)> = Vec::new();
+        for name in models {
+            let Some(&(known, task)) = KNOWN_MODELS.iter().find(|(n, _)| *n == name.as_str())
+            else {
+                return Err(RunnerError::UnknownModel {
+                    name: name.clone(),
+                    known: known_names(),
+                });
+            };
+            if !wanted.iter().any(|(n, _)| *n == known) {
+                wanted.push((known, task));
+            }
+        }
+        let mut loaded = Vec::new();
+        for (name, task) in wanted {
+            progress(&format!("loading {name} ..."));
+            let started = Instant::now();
+            let load_error = |reason: String| RunnerError::Load {
+                model: name.to_string(),
+                reason,
+            };
+            let (engine, device_name) = match task {
+                Task::Embed => {
+                    let embedder = SentenceEmbedder::load(
+                        &agora_inference::model_cache::model_dir(name),
+                        device,
+                    )
+                    .map_err(|e| load_error(e.to_string()))?;
+                    let device_name = embedder.device().name();
+                    (Engine::Embed(embed_scheduler(embedder)?), device_name)
+                }
+                Task::Generate => {
+                    let generator = Generator::load(&default_model_path(), device)
+                        .map_err(|e| load_error(e.to_string()))?;
+                    let device_name = generator.device().name();
+                    (
+                        Engine::Generate(generate_scheduler(generator)?),
+                        device_name,
+                    )
+                }
+            };
+            progress(&format!(
+                "loaded in {:.1} s on {device_name}",
+                started.elapsed().as_secs_f64()
+            ));
+            loaded.push(Loaded {
+                name: name.to_string(),
+                task,
+                engine,
+            });
+        }
+        Ok(Self {
+            models: Arc::new(loaded),
+        })
+    }
+
+    /// What this runner serves: (task, model) pairs, in load order.
+    pub fn serves(&self) -> Vec<(Task, String)> {
+        self.models
+            .iter()
+            .map(|m| (m.task, m.name.clone()))
+            .collect()
+    }
+
+    /// Requests waiting in `model`'s queue (texts for embedding, chats for generation); 0 for a
+    /// model not served.
+    pub fn queue_depth(&self, model: &str) -> usize {
+        match self.models.iter().find(|m| m.name == model) {
+            Some(Loaded {
+                engine: Engine::Embed(s),
+                ..
+            }) => s.stats().queued(),
+            Some(Loaded {
+                engine: Engine::Generate(s),
+                ..
+            }) => s.stats().queued(),
+            None => 0,
+        }
+    }
+
+    /// Runs one query: decodes `input` as `task`'s payload, runs `model` on it before `deadline`,
+    /// and returns the encoded output payload.
+    pub async fn run(
+        &self,
+        task: Task,
+        model: &str,
+        input: &[u8],
+        deadline: Instant,
+    ) -> Result<Vec<u8>, RunnerError> {
+        let loaded = self
+            .models
+            .iter()
+            .find(|m| m.name == model && m.task == task)
+            .ok_or_else(|| RunnerError::NotServed {
+                task,
+                model: model.to_string(),
+            })?;
+        match &loaded.engine {
+            Engine::Embed(scheduler) => embed(scheduler, input, deadline).await,
+            Engine::Generate(scheduler) => {
+                let input = GenerateInput::from_bytes(input)
+                    .map_err(|e| RunnerError::BadInput(e.to_string()))?;
+                let output = scheduler.submit_with_deadline(input, deadline).await??;
+                output
+                    .to_bytes()
+                    .map_err(|e| RunnerError::Failed(e.to_string()))
+            }
+        }
+    }
+}
+
+fn embed_scheduler(
+    embedder: SentenceEmbedder,
+) -> Result<Scheduler<String, EmbedResult>, RunnerError> {
+    let config = SchedulerConfig::default()
+        .with_max_batch(embedding::MAX_BATCH)
+        .with_queue_capacity(EMBED_QUEUE);
+    Scheduler::spawn("agora-embed", config, move |texts: Vec<String>| {
+        let count = |t: &String| {
+            embedder
+                .tokenize(t)
+                .map(|ids| u32::try_from(ids.len()).unwrap_or(u32::MAX))
+                .map_err(|e| e.to_string())
+        };
+        match embedder.embed_batch(&texts) {
+            Ok(vectors) => texts
+                .iter()
+                .zip(vectors)
+                .map(|(t, v)| Ok((v, count(t)?)))
+                .collect(),
+            // A failure of the whole batch is retried text by text, so one bad input does not fail
+            // the queries it was batched with.
+            Err(_) => texts
+                .iter()
+                .map(|t| {
+                    let v = embedder.embed(t).map_err(|e| e.to_string())?;
+                    Ok((v, count(t)?))
+                })
+                .collect(),
+        }
+    })
+    .map_err(|e| RunnerError::Load {
+        model: MINILM.to_string(),
+        reason: format!("cannot start its worker thread: {e}"),
+    })
+}
+
+async fn embed(
+    scheduler: &Scheduler<String, EmbedResult>,
+    input: &[u8],
+    deadline: Instant,
+) -> Result<Vec<u8>, RunnerError> {
+    let input = EmbedInput::from_bytes(input).map_err(|e| RunnerError::BadInput(e.to_string()))?;
+    // Queue every text first, so they can share batches with each other and with other queries;
+    // dropping the tickets on an early return cancels the rest.
+    let tickets: Vec<_> = input
+        .texts
+        .into_iter()
+        .map(|text| scheduler.submit_with_deadline(text, deadline))
+        .collect();
+    let mut vectors = Vec::with_capacity(tickets.len());
+    let mut tokens = 0u32;
+    for ticket in tickets {
+        let (vector, count) = ticket.await?.map_err(RunnerError::Failed)?;
+        vectors.push(vector);
+        tokens = tokens.saturating_add(count);
+    }
+    let output = EmbedOutput {
+        dimension: u32::try_from(embedding::DIMENSION).unwrap_or(u32::MAX),
+        vectors,
+        tokens,
+    };
+    output
+        .to_bytes()
+        .map_err(|e| RunnerError::Failed(e.to_string()))
+}
+
+fn generate_scheduler(
+    generator: Generator,
+) -> Result<Scheduler<GenerateInput, Result<GenerateOutput, RunnerError>>, RunnerError> {
+    let config = SchedulerConfig::default()
+        .with_max_batch(1)
+        .with_max_wait(std::time::Duration::ZERO)
+        .with_queue_capacity(GENERATE_QUEUE);
+    Scheduler::spawn(
+        "agora-generate",
+        config,
+        move |inputs: Vec<GenerateInput>| {
+            inputs
+                .iter()
+                .map(|input| generate(&generator, input))
+                .collect()
+        },
+    )
+    .map_err(|e| RunnerError::Load {
+        model: SMOLLM2.to_string(),
+        reason: format!("cannot start its worker thread: {e}"),
+    })
+}
+
+/// One chat on the generator (on its worker thread).
+fn generate(generator: &Generator, input: &GenerateInput) -> Result<GenerateOutput, RunnerError> {
+    let messages: Vec<ChatMessage> = input
+        .messages
+        .iter()
+        .map(|m| ChatMessage::new(m.role.clone(), m.content.clone()))
+        .collect();
+    let prompt = generator.tokenizer().apply_chat_template(&messages, true);
+    let sampling = match input.sampling {
+        Sampling::Greedy => SamplingParams::greedy(),
+        Sampling::Seeded {
+            temperature_milli,
+            top_p_milli,
+            seed,
+        } => SamplingParams {
+            temperature: temperature_milli as f32 / 1000.0,
+            top_p: top_p_milli as f32 / 1000.0,
+            seed,
+        },
+    };
+    let params = GenerationParams {
+        max_tokens: input.max_tokens as usize,
+        sampling,
+        stop: input.stop.clone(),
+        stop_on_eos: true,
+    };
+    let out = generator
+        .generate_text(&prompt, &params, |_| {})
+        .map_err(|e| match e {
+            GenerationError::ContextFull { .. }
+            | GenerationError::EmptyPrompt
+            | GenerationError::InvalidSampling(_)
+            | GenerationError::TokenOutOfRange { .. } => RunnerError::BadInput(e.to_string()),
+            other => RunnerError::Failed(other.to_string()),
+        })?;
+    Ok(GenerateOutput {
+        text: out.text,
+        token_ids: out.token_ids,
+        prompt_tokens: u32::try_from(out.prompt_tokens).unwrap_or(u32::MAX),
+        finish: match out.finish {
+            FinishReason::Eos => Finish::Eos,
+            FinishReason::Stop(_) => Finish::Stop,
+            FinishReason::MaxTokens => Finish::Length,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn unknown_models_are_named_with_the_known_ones() {
+        let err =
+            ModelRunner::load(&["gpt-9".to_string()], DevicePreference::Cpu, |_| {}).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("gpt-9"), "{text}");
+        assert!(text.contains(MINILM) && text.contains(SMOLLM2), "{text}");
+        assert_eq!(err.kind(), QueryErrorKind::UnknownModel);
+    }
+
+    #[test]
+    fn scheduler_errors_map_to_what_the_client_can_do() {
+        assert_eq!(
+            RunnerError::from(SchedulerError::Busy).kind(),
+            QueryErrorKind::Busy
+        );
+        assert_eq!(
+            RunnerError::from(SchedulerError::DeadlineExceeded).kind(),
+            QueryErrorKind::Expired
+        );
+        assert_eq!(
+            RunnerError::from(SchedulerError::Stopped).kind(),
+            QueryErrorKind::Internal
+        );
+        assert_eq!(
+            RunnerError::BadInput(String::new()).kind(),
+            QueryErrorKind::BadInput
+        );
+    }
+}
