@@ -460,3 +460,72 @@ fn an_ephemeral_miner_keeps_its_receipts_in_a_temporary_file_deleted_at_exit() {
     assert!(serve.terminate().success());
     assert!(!path.exists(), "{} deleted at exit", path.display());
 }
+
+#[test]
+fn a_generation_query_is_answered_with_the_models_greedy_tokens() {
+    use agora_inference::generation::{ChatMessage, GenerationParams, Generator};
+    use agora_protocols::{GenerateInput, GenerateOutput, Sampling};
+    const SMOLLM2: &str = "smollm2-135m-instruct";
+    let price = format!("{SMOLLM2}={PRICE}");
+    let serve = start_serve(
+        &["--ephemeral-key", "--model", SMOLLM2, "--price", &price],
+        // Compared token for token with the CPU model below.
+        &[("AGORA_DEVICE", Path::new("cpu"))],
+    );
+    let rt = runtime();
+    let key = SecretKey::generate();
+    let client = rt.block_on(connect(&key, &serve));
+    let chat = "What is the capital of France?";
+    let input = GenerateInput {
+        messages: vec![agora_protocols::ChatMessage {
+            role: "user".to_string(),
+            content: chat.to_string(),
+        }],
+        max_tokens: 12,
+        sampling: Sampling::Greedy,
+        stop: Vec::new(),
+    };
+    let mut q = request(&key, 1, SMOLLM2, input.to_bytes().unwrap(), now_ms());
+    // `request` builds embed queries; this one is for generation.
+    let mut value = q.value().clone();
+    value.task = Task::Generate;
+    q = Signed::sign(value, &key).unwrap();
+    let answer = rt.block_on(client.query(serve.peer, q)).unwrap();
+    let output = GenerateOutput::from_bytes(&answer.output).unwrap();
+    assert_eq!(answer.receipt.body().task, Task::Generate);
+
+    let local = Generator::load(
+        &agora_inference::generation::default_model_path(),
+        agora_inference::backend::DevicePreference::Cpu,
+    )
+    .unwrap();
+    let prompt = local
+        .tokenizer()
+        .apply_chat_template(&[ChatMessage::new("user", chat)], true);
+    let params = GenerationParams {
+        max_tokens: 12,
+        ..GenerationParams::default()
+    };
+    let expected = local.generate_text(&prompt, &params, |_| {}).unwrap();
+    assert_eq!(output.token_ids, expected.token_ids);
+    assert_eq!(output.text, expected.text);
+    assert_eq!(output.prompt_tokens as usize, expected.prompt_tokens);
+    // A malformed chat is refused before it reaches the model.
+    let bad = GenerateInput {
+        max_tokens: 0,
+        ..input
+    };
+    let mut value = request(&key, 2, SMOLLM2, Vec::new(), now_ms())
+        .value()
+        .clone();
+    value.task = Task::Generate;
+    value.input = codec_bytes(&bad);
+    let (kind, _) =
+        refused(rt.block_on(client.query(serve.peer, Signed::sign(value, &key).unwrap())));
+    assert_eq!(kind, QueryErrorKind::BadInput);
+}
+
+/// The payload's bytes without its validation (to send an invalid one).
+fn codec_bytes<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    agora_protocols::codec::encode(value).unwrap()
+}

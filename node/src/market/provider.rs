@@ -34,6 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 
+/// Longest a shutdown waits for the queries in flight to be stored and answered.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(30);
 /// Settlements being stored at once; beyond it a settlement is refused Busy (the client retries).
 const MAX_SETTLES_IN_FLIGHT: usize = 256;
 
@@ -163,6 +165,8 @@ impl ProviderStats {
 
 /// What is owed and running now, per client: queries admitted but whose receipts are not stored yet
 /// count against the client's credit as if they were, so concurrent queries cannot overdraw it.
+/// A query's hold is released just after its receipt is committed, so for that instant it counts
+/// twice: the error is always on the client's side of the limit, never the provider's.
 #[derive(Debug, Default)]
 struct InFlight {
     /// Price of the admitted, unstored queries, per client (only clients with some).
@@ -307,13 +311,21 @@ impl Provider {
                 }
             }
         }
-        // Every permit back means every task has finished (stored its receipt and answered).
+        // Every permit back means every task has finished (stored its receipt and answered). The
+        // wait is bounded: a query still running after it was never answered, so its client
+        // owes nothing and no receipt is lost.
         let all = u32::try_from(self.config.max_in_flight.max(1)).unwrap_or(u32::MAX);
-        let _ = self.tasks.acquire_many(all).await;
-        let _ = self
-            .settles
-            .acquire_many(u32::try_from(MAX_SETTLES_IN_FLIGHT).unwrap_or(u32::MAX))
-            .await;
+        let settles = u32::try_from(MAX_SETTLES_IN_FLIGHT).unwrap_or(u32::MAX);
+        let drain = async {
+            let _ = self.tasks.acquire_many(all).await;
+            let _ = self.settles.acquire_many(settles).await;
+        };
+        if tokio::time::timeout(SHUTDOWN_DRAIN, drain).await.is_err() {
+            tracing::warn!(
+                in_flight = self.stats.in_flight.load(Ordering::Relaxed),
+                "stopping with queries still running; they were not answered"
+            );
+        }
     }
 
     async fn refuse(&self, reply: QueryReply, kind: QueryErrorKind, message: impl Into<String>) {
