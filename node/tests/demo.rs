@@ -1,11 +1,16 @@
-//! `agora demo`, the README's main job, runs end to end on the cached models and settles every query.
+//! `agora demo`, the README's main job, runs end to end: a bootstrap, three miners and a client as
+//! processes on 127.0.0.1, real models, every query paid and receipted, every process stopped.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
+
+mod common;
 
 use std::process::Command;
 
 #[test]
-fn the_demo_settles_every_query_and_proves_every_receipt() {
+fn the_demo_runs_a_mesh_of_processes_and_settles_every_query() {
+    // The demo finds agora-bootstrap beside the agora binary.
+    common::bootstrap_binary();
     let dir = tempfile::tempdir().unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_agora"))
         .args(["demo", "--dir"])
@@ -23,18 +28,27 @@ fn the_demo_settles_every_query_and_proves_every_receipt() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "demo failed:\n{stdout}\n{stderr}");
     assert!(
-        stdout.contains("3 queries, 3 receipts signed by both sides and verified"),
+        stdout.contains("3 queries answered, paid and receipted by both sides"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("over 3 receipts; every inclusion proof verified"),
+        stdout.contains(
+            "the client holds 3 receipts signed by both sides; the miners hold 3 of them"
+        ),
         "{stdout}"
     );
-    // Two embeddings at 2,000,000 and one generation at 5,000,000.
-    assert!(stdout.contains("client        -9000000"), "{stdout}");
-    assert!(stdout.contains("miner          9000000"), "{stdout}");
+    assert!(
+        stdout.contains("over 3 receipts (what an epoch anchors); every inclusion proof verified"),
+        "{stdout}"
+    );
+    // Two embeddings at 0.002 and one chat at 0.05: the client paid 0.054 of its 100.
+    let client_line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("client ") && l.contains("genesis"))
+        .unwrap_or_else(|| panic!("no client balance line:\n{stdout}"));
+    assert!(client_line.contains(" 99.946000000 "), "{client_line}");
     // The wallets it made are real key files: an encrypted coldkey and a hotkey per wallet.
-    for name in ["client", "miner"] {
+    for name in ["client", "miner-1", "miner-2", "miner-3"] {
         assert!(
             dir.path().join(name).join("coldkey").is_file(),
             "{name} coldkey"
@@ -47,5 +61,10 @@ fn the_demo_settles_every_query_and_proves_every_receipt() {
                 .is_file(),
             "{name} hotkey"
         );
+    }
+    // No process of the demo outlives it: the miners' stores open (redb locks a file in use).
+    for name in ["client", "miner-1", "miner-2", "miner-3"] {
+        agora_ledger::store::ReceiptStore::open(&dir.path().join(format!("{name}.redb")))
+            .unwrap_or_else(|e| panic!("{name}'s store: {e}"));
     }
 }

@@ -4,6 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly by design
 
+mod common;
+
+use common::venv_python;
+
 use agora::gateway::{
     Answered, GatewayBackend, GatewayConfig, GatewayError, ModelInfo, PRICE_HEADER,
     PROVIDER_HEADER, RECEIPT_HEADER,
@@ -198,20 +202,6 @@ impl GatewayBackend for LocalModels {
         .map_err(|e| GatewayError::Upstream(e.to_string()))?;
         Ok(self.answered(output, 5_000_000))
     }
-}
-
-/// The venv python with the pinned `openai` client (scripts/setup-python makes it when missing and
-/// prints its path; run again it only checks).
-fn venv_python() -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup-python");
-    let out = Command::new(&script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{} failed:\n{}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
 #[test]

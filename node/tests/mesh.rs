@@ -9,10 +9,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{bootstrap_binary, lines};
+
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -35,62 +38,6 @@ impl Drop for Processes {
             let _ = child.wait();
         }
     }
-}
-
-/// The bootstrap binary sits next to the agora binary in the same target directory. It is built
-/// here (a no-op when up to date) so that `cargo test -p agora` alone is enough.
-fn bootstrap_binary() -> PathBuf {
-    let agora = PathBuf::from(env!("CARGO_BIN_EXE_agora"));
-    let dir = agora.parent().unwrap().to_path_buf();
-    let path = dir.join("agora-bootstrap");
-    if !path.exists() {
-        let target_dir = dir.parent().unwrap();
-        let profile = dir.file_name().unwrap().to_string_lossy().to_string();
-        let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-        cmd.args(["build", "-p", "agora-bootstrap"])
-            .env("CARGO_TARGET_DIR", target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if profile == "release" {
-            cmd.arg("--release");
-        }
-        // `cargo test --workspace` builds it before any test runs; `cargo test -p agora` does not.
-        // A nested cargo may wait on the outer one's lock, so give it a bounded time.
-        let mut child = cmd.spawn().expect("cargo runs");
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > Duration::from_secs(900) {
-                let _ = child.kill();
-                panic!(
-                    "building agora-bootstrap took too long: run `cargo build -p agora-bootstrap` first"
-                );
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        };
-        assert!(status.success(), "building agora-bootstrap failed");
-    }
-    assert!(path.exists(), "no agora-bootstrap at {}", path.display());
-    path
-}
-
-/// Forwards a child's output lines to a channel (and stderr lines to our stderr for diagnosis).
-fn lines(stream: impl Read + Send + 'static, echo: Option<String>) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            if let Some(name) = &echo {
-                eprintln!("[{name}] {line}");
-            }
-            if tx.send(line).is_err() {
-                // Keep draining so the child never blocks on a full pipe.
-                continue;
-            }
-        }
-    });
-    rx
 }
 
 fn next_line(rx: &mpsc::Receiver<String>, what: &str) -> String {

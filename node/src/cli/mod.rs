@@ -2,10 +2,13 @@
 
 pub mod consensus;
 pub mod demo;
+pub mod gateway;
 pub mod infer;
 pub mod node;
 pub mod peers;
+pub mod query;
 pub mod receipts;
+pub mod serve;
 pub mod wallet;
 
 use clap::{Parser, Subcommand};
@@ -47,10 +50,16 @@ pub enum Command {
     Receipts(receipts::ReceiptsCommand),
     /// Run a peer of the mesh: join through bootstrap nodes, keep the provider table, serve a local API.
     Node(node::NodeArgs),
+    /// Serve models to the mesh: a miner.
+    Serve(serve::ServeArgs),
     /// Show the peers a running node (`agora node --http ...`) is connected to.
     Peers(peers::PeersArgs),
     /// Show the providers a running node knows, from signed adverts and the DHT.
     Providers(peers::ProvidersArgs),
+    /// Ask the mesh: embed texts or continue a chat, pay, and keep the receipt.
+    Query(query::QueryArgs),
+    /// Serve OpenAI's HTTP API in front of the mesh, as a client peer.
+    Gateway(gateway::GatewayArgs),
     /// Run the local showcase: everything Agora can do today, on this machine.
     Demo(demo::DemoArgs),
 }
@@ -63,8 +72,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Consensus(cmd) => consensus::run(cmd),
         Command::Receipts(cmd) => receipts::run(cmd),
         Command::Node(args) => node::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Peers(args) => peers::run_peers(args),
         Command::Providers(args) => peers::run_providers(args),
+        Command::Query(args) => query::run(args),
+        Command::Gateway(args) => gateway::run(args),
         Command::Demo(args) => demo::run(args),
     }
 }

@@ -401,3 +401,36 @@ pub fn api(client: Client) -> axum::Router {
         .route("/api/providers", get(providers))
         .with_state(client)
 }
+
+/// A receipt store file removed when dropped: an ephemeral identity's receipts can never be claimed,
+/// so keeping them would only leave litter.
+#[derive(Debug)]
+pub struct TempStore(PathBuf);
+
+impl Drop for TempStore {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Where a command's receipt store is: `--receipts` (or `AGORA_RECEIPTS`) if given; a temporary file
+/// (deleted when the guard drops) for an `--ephemeral-key`; else `~/.agora/receipts.redb`.
+pub fn receipts_location(
+    receipts: Option<&Path>,
+    key: &KeyArgs,
+    command: &str,
+) -> anyhow::Result<(PathBuf, Option<TempStore>)> {
+    if let Some(path) = receipts {
+        return Ok((path.to_path_buf(), None));
+    }
+    if key.ephemeral_key {
+        let mut suffix = [0u8; 8];
+        agora_protocols::keys::fill_random(&mut suffix);
+        let path =
+            std::env::temp_dir().join(format!("agora-{command}-{}.redb", hex::encode(suffix)));
+        return Ok((path.clone(), Some(TempStore(path))));
+    }
+    let home =
+        dirs::home_dir().context("no home directory: pass --receipts or set AGORA_RECEIPTS")?;
+    Ok((home.join(".agora").join("receipts.redb"), None))
+}

@@ -61,17 +61,6 @@ pub struct ServeArgs {
     pub rate_limit: Option<u32>,
 }
 
-/// A receipt store file removed when dropped: an ephemeral identity's receipts can never be claimed,
-/// so keeping them would only leave litter.
-#[derive(Debug)]
-struct TempStore(PathBuf);
-
-impl Drop for TempStore {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// Prices per model from `--price` flags over the defaults.
 fn prices(args: &[String], models: &[(Task, String)]) -> anyhow::Result<HashMap<String, u64>> {
     let mut prices: HashMap<String, u64> = models
@@ -108,22 +97,6 @@ fn prices(args: &[String], models: &[(Task, String)]) -> anyhow::Result<HashMap<
     Ok(prices)
 }
 
-/// Where the receipts go, and the guard that deletes a temporary store.
-fn receipts_path(args: &ServeArgs) -> anyhow::Result<(PathBuf, Option<TempStore>)> {
-    if let Some(path) = &args.receipts {
-        return Ok((path.clone(), None));
-    }
-    if args.key.ephemeral_key {
-        let mut suffix = [0u8; 8];
-        agora_protocols::keys::fill_random(&mut suffix);
-        let path = std::env::temp_dir().join(format!("agora-serve-{}.redb", hex::encode(suffix)));
-        return Ok((path.clone(), Some(TempStore(path))));
-    }
-    let home =
-        dirs::home_dir().context("no home directory: pass --receipts or set AGORA_RECEIPTS")?;
-    Ok((home.join(".agora").join("receipts.redb"), None))
-}
-
 /// Runs `agora serve` until SIGTERM or Ctrl-C.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     for name in &args.models {
@@ -144,7 +117,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .map(Genesis::load)
         .transpose()
         .context("reading the genesis file")?;
-    let (store_path, temp) = receipts_path(&args)?;
+    let (store_path, temp) =
+        super::node::receipts_location(args.receipts.as_deref(), &args.key, "serve")?;
     let store = ReceiptStore::open(&store_path)?;
     match &temp {
         Some(_) => println!(

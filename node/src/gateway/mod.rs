@@ -23,6 +23,7 @@ pub mod base64;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod mesh;
 pub mod openai;
 pub mod sse;
 

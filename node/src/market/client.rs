@@ -534,8 +534,14 @@ impl MarketClient {
         let started = Instant::now();
         let input = input.to_bytes()?;
         let deadline = started + self.inner.config.deadline;
-        let deadline_ms =
-            now_ms().saturating_add(self.inner.config.deadline.as_millis().try_into().unwrap_or(0));
+        let deadline_ms = now_ms().saturating_add(
+            self.inner
+                .config
+                .deadline
+                .as_millis()
+                .try_into()
+                .unwrap_or(0),
+        );
         let query_id = ContentId::derive(
             "agora 2026-11 query id",
             &[
@@ -559,8 +565,7 @@ impl MarketClient {
             let outcome = match self.inner.config.mode {
                 Mode::Direct => {
                     let ranked = self.ranked_providers(task, model).await?;
-                    let Some(choice) = ranked.into_iter().find(|c| !tried.contains(&c.peer))
-                    else {
+                    let Some(choice) = ranked.into_iter().find(|c| !tried.contains(&c.peer)) else {
                         break;
                     };
                     let peer = choice.peer;

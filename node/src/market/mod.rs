@@ -6,5 +6,8 @@
 //! consensus reputation, its own experience, price and load; verifies every answer against the
 //! provider's signature; countersigns, stores, then sends the countersignature back.
 
+pub mod admission;
 pub mod client;
 pub mod policy;
+pub mod provider;
+pub mod runner;

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 /// Weights and limits of the policy, with their defaults written once.
 #[derive(Debug, Clone)]
 pub struct PolicyConfig {
-    /// Weight of consensus reputation (0 to 1 per provider).
+    /// Weight of consensus reputation (0 to 1 per provider). Twice the others: the network's
+    /// judgment, backed by stake, outweighs one price difference.
     pub weight_reputation: f64,
     /// Weight of price (cheapest of the candidates scores 1).
     pub weight_price: f64,
@@ -40,7 +41,7 @@ pub struct PolicyConfig {
 impl Default for PolicyConfig {
     fn default() -> Self {
         Self {
-            weight_reputation: 1.0,
+            weight_reputation: 2.0,
             weight_price: 1.0,
             weight_latency: 1.0,
             weight_load: 1.0,
@@ -118,6 +119,8 @@ pub struct Standing {
     pub failures: u64,
     /// Time left on its ban.
     pub banned_for: Option<Duration>,
+    /// Our requests to it that have not ended yet.
+    pub in_flight: u32,
 }
 
 /// The client's provider choice.
@@ -143,7 +146,16 @@ impl ProviderPolicy {
     pub fn set_reputation(&mut self, reputation: impl IntoIterator<Item = (PeerId, f64)>) {
         self.reputation = reputation
             .into_iter()
-            .map(|(peer, r)| (peer, if r.is_finite() { r.clamp(0.0, 1.0) } else { 0.0 }))
+            .map(|(peer, r)| {
+                (
+                    peer,
+                    if r.is_finite() {
+                        r.clamp(0.0, 1.0)
+                    } else {
+                        0.0
+                    },
+                )
+            })
             .collect();
     }
 
@@ -274,9 +286,10 @@ impl ProviderPolicy {
                     .banned_until
                     .and_then(|until| until.checked_duration_since(now))
                     .filter(|d| !d.is_zero()),
+                in_flight: e.in_flight,
             })
             .collect();
-        rows.sort_by(|a, b| b.successes.cmp(&a.successes));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.successes));
         rows
     }
 
@@ -292,7 +305,10 @@ impl ProviderPolicy {
                 self.seen.remove(&stalest);
             }
         }
-        let e = self.seen.entry(peer).or_insert_with(|| Experience::new(now));
+        let e = self
+            .seen
+            .entry(peer)
+            .or_insert_with(|| Experience::new(now));
         e.last_used = now;
         e
     }
@@ -352,7 +368,10 @@ mod tests {
         policy.started(fast.peer, now);
         policy.failed(fast.peer, Failure::Fault, now);
         assert!(policy.is_banned(&fast.peer, now));
-        assert_eq!(policy.rank(&[slow.clone(), fast.clone()], now), vec![slow.clone()]);
+        assert_eq!(
+            policy.rank(&[slow.clone(), fast.clone()], now),
+            vec![slow.clone()]
+        );
         let after_first = now + config.ban_base;
         assert!(!policy.is_banned(&fast.peer, after_first));
         policy.failed(fast.peer, Failure::Fault, after_first);

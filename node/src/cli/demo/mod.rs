@@ -1,0 +1,578 @@
+//! `agora demo`: a whole marketplace on this machine, as separate processes on 127.0.0.1.
+//!
+//! It starts an `agora-bootstrap` node, three miners (`agora serve`: one serving both models, one
+//! each), and a client peer (`agora gateway`, the OpenAI-compatible front). The wallets are real
+//! encrypted key files, the client is funded by a genesis file, the miners find each other and the
+//! client only through the bootstrap's DHT and gossip. The demo then sends embedding and chat
+//! requests to the client's gateway over HTTP, prints who answered, how fast, for how much and under
+//! which receipt, and finally the balances that the receipts imply, checked against the miners' own
+//! stores: every receipt the client holds is held, countersigned, by the miner that earned it.
+
+mod http;
+mod processes;
+
+use agora_ledger::balances::{Balances, Genesis, UNITS_PER_TOKEN, format_units};
+use agora_ledger::store::{ListFilter, ReceiptStore};
+use agora_protocols::{MerkleProof, MerkleTree, PublicKey, Receipt, SecretKey};
+use agora_wallet::{KdfParams, Overwrite, Password, Protection, Wallet, WordCount};
+use anyhow::{Context, bail};
+use clap::Args;
+use processes::Proc;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// How long a child may take to start (models load on a busy 2-core machine).
+const START_DEADLINE: Duration = Duration::from_secs(300);
+/// Deadline of one request to the gateway.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(180);
+/// What the client is funded with, in units of 1e-9.
+const CLIENT_FUNDS: u64 = 100 * UNITS_PER_TOKEN;
+/// Price of an embedding at the miners, in units of 1e-9.
+const EMBED_PRICE: u64 = 2_000_000;
+/// Price of a chat completion at the miners, in units of 1e-9.
+const CHAT_PRICE: u64 = 50_000_000;
+/// Tokens per chat completion.
+const CHAT_TOKENS: u32 = 24;
+
+/// Run the local showcase: bootstrap, three miners and a client as processes, real queries.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder for the demo's wallets, genesis and receipt stores; a fresh temporary folder when
+    /// not given (and removed at the end).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Sentences to embed (default: a built-in set).
+    #[arg(long = "sentence")]
+    pub sentences: Vec<String>,
+    /// Prompts for chat completions (default: a built-in set).
+    #[arg(long = "prompt")]
+    pub prompts: Vec<String>,
+    /// Print the children's log lines too.
+    #[arg(long)]
+    pub show_logs: bool,
+}
+
+/// A miner of the demo.
+struct MinerSpec {
+    name: &'static str,
+    models: &'static [&'static str],
+}
+
+const MINERS: [MinerSpec; 3] = [
+    MinerSpec {
+        name: "miner-1",
+        models: &[
+            agora_inference::model_cache::MINILM,
+            agora_inference::model_cache::SMOLLM2,
+        ],
+    },
+    MinerSpec {
+        name: "miner-2",
+        models: &[agora_inference::model_cache::MINILM],
+    },
+    MinerSpec {
+        name: "miner-3",
+        models: &[agora_inference::model_cache::SMOLLM2],
+    },
+];
+
+/// One answered request, for the table.
+struct Row {
+    task: &'static str,
+    input: String,
+    output: String,
+    provider: String,
+    latency: Duration,
+    price: u64,
+    receipt: String,
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let temp;
+    let dir = match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            dir.clone()
+        }
+        None => {
+            temp = TempDir::new()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let agora = std::env::current_exe().context("cannot find the agora binary")?;
+    let bootstrap_bin = agora.with_file_name("agora-bootstrap");
+    if !bootstrap_bin.exists() {
+        bail!(
+            "no agora-bootstrap beside {} (build it: cargo build -p agora-bootstrap, or run scripts/demo)",
+            agora.display()
+        );
+    }
+    println!("Agora demo: a bootstrap node, three miners and a client, as processes on 127.0.0.1.");
+    println!("files in {}", dir.display());
+
+    progress(
+        "creating wallets (Argon2id-encrypted coldkeys, BIP-39 backups, hotkeys as identities)",
+    );
+    let client_key = create_wallet(&dir, "client")?;
+    let mut miner_keys = Vec::new();
+    for miner in &MINERS {
+        miner_keys.push(create_wallet(&dir, miner.name)?);
+    }
+    let genesis_path = dir.join("genesis.json");
+    let genesis = Genesis::new(BTreeMap::from([(client_key.public(), CLIENT_FUNDS)]))?;
+    genesis.save(&genesis_path)?;
+    println!(
+        "  genesis: the client holds {} tokens",
+        format_units(CLIENT_FUNDS)
+    );
+
+    progress("starting the bootstrap node");
+    let mut bootstrap = Proc::start(
+        "bootstrap",
+        &bootstrap_bin,
+        &strings(&[
+            "--key-file",
+            &dir.join("bootstrap.key").to_string_lossy(),
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--loopback",
+        ]),
+        args.show_logs,
+    )?;
+    let boot_addr = bootstrap.wait_for("its address", START_DEADLINE, false, |line| {
+        line.contains("/p2p/").then(|| line.trim().to_string())
+    })?;
+    println!("  {boot_addr}");
+
+    progress("starting three miners (agora serve); each loads its models from the cache");
+    let mut miners = Vec::new();
+    for miner in &MINERS {
+        let mut argv = strings(&[
+            "serve",
+            "--wallet",
+            miner.name,
+            "--wallet-path",
+            &dir.to_string_lossy(),
+            "--loopback",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--bootstrap",
+            &boot_addr,
+            "--genesis",
+            &genesis_path.to_string_lossy(),
+            "--receipts",
+            &dir.join(format!("{}.redb", miner.name)).to_string_lossy(),
+        ]);
+        for model in miner.models {
+            let price = if *model == agora_inference::model_cache::MINILM {
+                EMBED_PRICE
+            } else {
+                CHAT_PRICE
+            };
+            argv.extend(strings(&[
+                "--model",
+                model,
+                "--price",
+                &format!("{model}={price}"),
+            ]));
+        }
+        miners.push(Proc::start(miner.name, &agora, &argv, args.show_logs)?);
+    }
+    let mut miner_peers = Vec::new();
+    for miner in &mut miners {
+        let peer = miner.wait_for("its peer id", START_DEADLINE, true, |line| {
+            line.strip_prefix("peer ").map(str::to_string)
+        })?;
+        miner.wait_for("ready", START_DEADLINE, true, |line| {
+            (line.trim() == "ready").then_some(())
+        })?;
+        miner_peers.push(peer);
+    }
+
+    progress("starting the client peer with its OpenAI-compatible gateway (agora gateway)");
+    let client_store = dir.join("client.redb");
+    let mut gateway = Proc::start(
+        "client",
+        &agora,
+        &strings(&[
+            "gateway",
+            "--wallet",
+            "client",
+            "--wallet-path",
+            &dir.to_string_lossy(),
+            "--loopback",
+            "--listen",
+            "127.0.0.1:0",
+            "--bootstrap",
+            &boot_addr,
+            "--receipts",
+            &client_store.to_string_lossy(),
+        ]),
+        args.show_logs,
+    )?;
+    let base: SocketAddr = gateway.wait_for("its address", START_DEADLINE, true, |line| {
+        line.strip_prefix("gateway http://")
+            .and_then(|rest| rest.trim_end_matches("/v1").parse().ok())
+    })?;
+    gateway.wait_for("ready", START_DEADLINE, false, |line| {
+        (line.trim() == "ready").then_some(())
+    })?;
+
+    progress("waiting for the client to learn both models from the miners' signed adverts");
+    let wait_end = Instant::now() + START_DEADLINE;
+    loop {
+        let models = http::request(base, "GET", "/v1/models", None, REQUEST_DEADLINE)?.json()?;
+        let ids: Vec<&str> = models["data"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|m| m["id"].as_str()).collect())
+            .unwrap_or_default();
+        if ids.contains(&agora_inference::model_cache::MINILM)
+            && ids.contains(&agora_inference::model_cache::SMOLLM2)
+        {
+            println!("  GET /v1/models: {}", ids.join(", "));
+            break;
+        }
+        if Instant::now() > wait_end {
+            bail!("the client never learned both models (it knows {ids:?})");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    let sentences = if args.sentences.is_empty() {
+        default_sentences()
+    } else {
+        args.sentences.clone()
+    };
+    let prompts = if args.prompts.is_empty() {
+        default_prompts()
+    } else {
+        args.prompts.clone()
+    };
+    progress(&format!(
+        "sending {} embedding and {} chat requests to the gateway (each one a paid query on the mesh)",
+        sentences.len(),
+        prompts.len()
+    ));
+    let mut rows = Vec::new();
+    for sentence in &sentences {
+        rows.push(embed(base, sentence)?);
+    }
+    for prompt in &prompts {
+        rows.push(chat(base, prompt)?);
+    }
+    print_table(&rows);
+
+    progress("stopping the client and the miners, then reading their receipt stores");
+    gateway.stop(Duration::from_secs(10));
+    for miner in &mut miners {
+        miner.stop(Duration::from_secs(10));
+    }
+    let client_receipts = countersigned(&client_store)?;
+    if client_receipts.len() != rows.len() {
+        bail!(
+            "the client stored {} receipts for {} answers",
+            client_receipts.len(),
+            rows.len()
+        );
+    }
+    let mut held_by_miners = 0;
+    for (miner, key) in MINERS.iter().zip(&miner_keys) {
+        let theirs = countersigned(&dir.join(format!("{}.redb", miner.name)))?;
+        for receipt in &theirs {
+            if receipt.body().provider != key.public() {
+                bail!("{} holds a receipt of another provider", miner.name);
+            }
+        }
+        held_by_miners += theirs
+            .iter()
+            .filter(|r| client_receipts.iter().any(|c| c.id() == r.id()))
+            .count();
+    }
+    println!(
+        "  the client holds {} receipts signed by both sides; the miners hold {} of them, countersigned",
+        client_receipts.len(),
+        held_by_miners
+    );
+
+    let ids: Vec<[u8; 32]> = client_receipts.iter().map(|r| r.id().0).collect();
+    let tree = MerkleTree::new(ids.clone());
+    for (index, id) in ids.iter().enumerate() {
+        let proof = tree
+            .prove(index)
+            .context("a receipt of the batch has no proof")?;
+        MerkleProof::from_bytes(&proof.to_bytes()?)?
+            .verify(&tree.root(), id)
+            .with_context(|| format!("receipt {index} does not prove against the root"))?;
+    }
+    println!(
+        "  Merkle root {} over {} receipts (what an epoch anchors); every inclusion proof verified",
+        hex::encode(tree.root()),
+        ids.len()
+    );
+
+    let balances = Balances::compute(&genesis, client_receipts.iter())?;
+    println!();
+    println!(
+        "Balances after the run (tokens; 1 unit = 1e-9), recomputed from genesis and receipts:"
+    );
+    print_balance("client", &client_key.public(), &balances);
+    for (miner, key) in MINERS.iter().zip(&miner_keys) {
+        print_balance(miner.name, &key.public(), &balances);
+    }
+    let peers: Vec<String> = miner_peers.iter().map(|p| short(p)).collect();
+    println!();
+    println!(
+        "validator: not started yet (scoring and Yuma weights on the mesh arrive with the consensus work); miners {}",
+        peers.join(", ")
+    );
+    println!(
+        "done in {:.1} s: {} queries answered, paid and receipted by both sides",
+        started.elapsed().as_secs_f64(),
+        rows.len()
+    );
+    drop(bootstrap);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress(step: &str) {
+    println!("-> {step}");
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+fn short(text: &str) -> String {
+    let tail: Vec<char> = text.chars().rev().take(8).collect();
+    format!("…{}", tail.into_iter().rev().collect::<String>())
+}
+
+/// Creates a wallet with an encrypted coldkey and a plaintext hotkey (a node loads it unattended),
+/// and returns the hotkey.
+fn create_wallet(root: &Path, name: &str) -> anyhow::Result<SecretKey> {
+    let wallet = Wallet::new(root, name)?;
+    let mut secret = [0u8; 24];
+    agora_protocols::keys::fill_random(&mut secret);
+    let password = Password::from_string(hex::encode(secret));
+    wallet.create_coldkey(
+        WordCount::Twelve,
+        &password,
+        KdfParams::STRONG,
+        Overwrite::Refuse,
+    )?;
+    wallet.create_hotkey(
+        "default",
+        WordCount::Twelve,
+        Protection::Plaintext,
+        Overwrite::Refuse,
+    )?;
+    Ok(wallet.unlock_hotkey("default", None)?)
+}
+
+/// The answer's provenance from the gateway's headers.
+fn provenance(response: &http::Response) -> (String, u64, String) {
+    (
+        short(response.header("x-agora-provider").unwrap_or("?")),
+        response
+            .header("x-agora-price")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0),
+        response
+            .header("x-agora-receipt")
+            .unwrap_or("?")
+            .chars()
+            .take(12)
+            .collect(),
+    )
+}
+
+fn check_ok(response: &http::Response) -> anyhow::Result<serde_json::Value> {
+    let body = response.json()?;
+    if response.status != 200 {
+        bail!(
+            "the gateway answered {}: {}",
+            response.status,
+            body["error"]["message"].as_str().unwrap_or("?")
+        );
+    }
+    Ok(body)
+}
+
+fn embed(base: SocketAddr, sentence: &str) -> anyhow::Result<Row> {
+    let started = Instant::now();
+    let response = http::request(
+        base,
+        "POST",
+        "/v1/embeddings",
+        Some(&json!({"model": agora_inference::model_cache::MINILM, "input": sentence})),
+        REQUEST_DEADLINE,
+    )?;
+    let latency = started.elapsed();
+    let body = check_ok(&response)?;
+    let vector: Vec<f64> = body["data"][0]["embedding"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default();
+    let (provider, price, receipt) = provenance(&response);
+    Ok(Row {
+        task: "embed",
+        input: sentence.to_string(),
+        output: format!(
+            "[{:+.3}, {:+.3}, {:+.3}, ...] ({} dims)",
+            vector.first().copied().unwrap_or_default(),
+            vector.get(1).copied().unwrap_or_default(),
+            vector.get(2).copied().unwrap_or_default(),
+            vector.len()
+        ),
+        provider,
+        latency,
+        price,
+        receipt,
+    })
+}
+
+fn chat(base: SocketAddr, prompt: &str) -> anyhow::Result<Row> {
+    let started = Instant::now();
+    let response = http::request(
+        base,
+        "POST",
+        "/v1/chat/completions",
+        Some(&json!({
+            "model": agora_inference::model_cache::SMOLLM2,
+            "messages": [{"role": "user", "content": prompt}],
+            "max_tokens": CHAT_TOKENS,
+            "temperature": 0,
+        })),
+        REQUEST_DEADLINE,
+    )?;
+    let latency = started.elapsed();
+    let body = check_ok(&response)?;
+    let text = body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (provider, price, receipt) = provenance(&response);
+    Ok(Row {
+        task: "chat",
+        input: prompt.to_string(),
+        output: text,
+        provider,
+        latency,
+        price,
+        receipt,
+    })
+}
+
+/// The countersigned receipts in a store.
+fn countersigned(path: &Path) -> anyhow::Result<Vec<Receipt>> {
+    let store = ReceiptStore::open(path)
+        .with_context(|| format!("opening the receipt store {}", path.display()))?;
+    Ok(store
+        .list(&ListFilter {
+            limit: agora_ledger::store::MAX_LIST_LIMIT,
+            ..ListFilter::default()
+        })?
+        .iter()
+        .filter_map(|r| r.as_receipt().cloned())
+        .collect())
+}
+
+fn print_balance(name: &str, key: &PublicKey, balances: &Balances) {
+    let account = balances.get(key);
+    println!(
+        "  {name:<8} {:>16}   (genesis {}, paid {}, received {})",
+        format_units(account.balance),
+        format_units(account.genesis),
+        format_units(account.paid),
+        format_units(account.received)
+    );
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!(
+        "{:<3} {:<6} {:<34} {:<40} {:<10} {:>8} {:>11} {:<12}",
+        "#", "task", "input", "output", "provider", "latency", "price", "receipt"
+    );
+    for (i, r) in rows.iter().enumerate() {
+        println!(
+            "{:<3} {:<6} {:<34} {:<40} {:<10} {:>6}ms {:>11} {:<12}",
+            i + 1,
+            r.task,
+            truncate(&r.input, 34),
+            truncate(&r.output, 40),
+            r.provider,
+            r.latency.as_millis(),
+            r.price,
+            r.receipt
+        );
+    }
+    println!();
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(3)).collect();
+    out.push_str("...");
+    out
+}
+
+fn default_sentences() -> Vec<String> {
+    [
+        "Peers find each other through a Kademlia DHT.",
+        "A miner answers queries with real models.",
+        "Every answer is settled by a receipt both sides sign.",
+        "Receipts are folded into Merkle roots and anchored.",
+        "Das ist ein Satz auf Deutsch.",
+        "日本語の文もちゃんと埋め込めます。",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn default_prompts() -> Vec<String> {
+    [
+        "What is a peer-to-peer network? Answer in one sentence.",
+        "Name three colours of the rainbow.",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// A temporary folder removed when dropped (the demo's wallets are throwaway keys).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<Self> {
+        let mut suffix = [0u8; 8];
+        agora_protocols::keys::fill_random(&mut suffix);
+        let path = std::env::temp_dir().join(format!("agora-demo-{}", hex::encode(suffix)));
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(Self(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,186 @@
+//! Helpers for the node crate's process tests: the bootstrap binary, child processes killed on drop,
+//! their output lines as channels, and the venv python for the gateway's Python tests.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// One generous deadline for each wait: a loaded 2-core machine builds other things meanwhile.
+pub const DEADLINE: Duration = Duration::from_secs(300);
+
+/// A child process whose stdout lines arrive on a channel; killed on drop, pass or fail.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub lines: mpsc::Receiver<String>,
+}
+
+impl Proc {
+    /// Starts `program args` with stderr echoed, prefixed, to the test's stderr.
+    pub fn start(name: &str, program: &Path, args: &[&str]) -> Proc {
+        let mut child = Command::new(program)
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} starts: {e}"));
+        let lines = lines(child.stdout.take().unwrap(), None);
+        let errors = lines_of(child.stderr.take().unwrap(), Some(name.to_string()));
+        drop(errors);
+        Proc {
+            name: name.to_string(),
+            child,
+            lines,
+        }
+    }
+
+    /// The next stdout line for which `pick` gives something.
+    pub fn wait_for<T>(&self, what: &str, mut pick: impl FnMut(&str) -> Option<T>) -> T {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("{} never printed {what}", self.name));
+            if let Some(found) = pick(&line) {
+                return found;
+            }
+        }
+    }
+
+    /// Sends a signal by name (`STOP`, `KILL`, `TERM`, `CONT`).
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {}", self.name);
+    }
+
+    /// Stops it with SIGTERM and waits for it to exit (so its files are released).
+    pub fn terminate(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        self.signal("TERM");
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Forwards a child's output lines to a channel, echoing them (prefixed) when named.
+pub fn lines(stream: impl Read + Send + 'static, echo: Option<String>) -> mpsc::Receiver<String> {
+    lines_of(stream, echo)
+}
+
+fn lines_of(stream: impl Read + Send + 'static, echo: Option<String>) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if let Some(name) = &echo {
+                eprintln!("[{name}] {line}");
+            }
+            // Keep draining after the receiver is gone so the child never blocks on a full pipe.
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// The bootstrap binary sits next to the agora binary in the same target directory. It is built
+/// here (a no-op when up to date) so that `cargo test -p agora` alone is enough.
+pub fn bootstrap_binary() -> PathBuf {
+    let agora = PathBuf::from(env!("CARGO_BIN_EXE_agora"));
+    let dir = agora.parent().unwrap().to_path_buf();
+    let path = dir.join("agora-bootstrap");
+    if !path.exists() {
+        let target_dir = dir.parent().unwrap();
+        let profile = dir.file_name().unwrap().to_string_lossy().to_string();
+        let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+        cmd.args(["build", "-p", "agora-bootstrap"])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile == "release" {
+            cmd.arg("--release");
+        }
+        // `cargo test --workspace` builds it before any test runs; `cargo test -p agora` does not.
+        // A nested cargo may wait on the outer one's lock, so give it a bounded time.
+        let mut child = cmd.spawn().expect("cargo runs");
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > Duration::from_secs(900) {
+                let _ = child.kill();
+                panic!(
+                    "building agora-bootstrap took too long: run `cargo build -p agora-bootstrap` first"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        assert!(status.success(), "building agora-bootstrap failed");
+    }
+    assert!(path.exists(), "no agora-bootstrap at {}", path.display());
+    path
+}
+
+/// Starts a loopback bootstrap node; returns it and its full address.
+pub fn start_bootstrap(dir: &Path) -> (Proc, String) {
+    let key = dir.join("bootstrap.key");
+    let boot = Proc::start(
+        "bootstrap",
+        &bootstrap_binary(),
+        &[
+            "--key-file",
+            key.to_str().unwrap(),
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--metrics",
+            "127.0.0.1:0",
+            "--loopback",
+        ],
+    );
+    let addr = boot.wait_for("its address", |l| {
+        l.contains("/p2p/").then(|| l.trim().to_string())
+    });
+    (boot, addr)
+}
+
+/// The venv python with the pinned `openai` client (scripts/setup-python makes it when missing and
+/// prints its path).
+pub fn venv_python() -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/setup-python");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("scripts/setup-python runs");
+    assert!(out.status.success(), "scripts/setup-python failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
