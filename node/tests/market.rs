@@ -290,7 +290,7 @@ async fn failover_redundancy_and_the_gateway_through_the_mesh() {
 }
 
 #[test]
-fn the_gateway_process_answers_the_openai_python_client_through_the_mesh() {
+fn client_processes_gateway_and_query_buy_answers_through_the_mesh() {
     let python = venv_python();
     let tmp = tempfile::tempdir().unwrap();
     let (_boot, boot_addr) = start_bootstrap(tmp.path());
@@ -344,4 +344,44 @@ fn the_gateway_process_answers_the_openai_python_client_through_the_mesh() {
     eprintln!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the openai client script failed");
     assert!(stdout.contains("checks passed"), "{stdout}");
+
+    // `agora query`, a client process of its own, buys an embedding and a chat answer.
+    let query = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args([
+                "query",
+                "--ephemeral-key",
+                "--loopback",
+                "--bootstrap",
+                &boot_addr,
+                "--json",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "agora query {args:?} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()
+    };
+    let embedded = query(&["--task", "embed", "--input", "hello", "--input", "world"]);
+    let answer = &embedded["answers"][0];
+    assert_eq!(answer["dimension"], 384);
+    assert_eq!(answer["embeddings"].as_array().unwrap().len(), 2);
+    assert_eq!(answer["price"], 1_000);
+    assert_eq!(answer["receipt"].as_str().unwrap().len(), 64);
+    let chatted = query(&[
+        "--task",
+        "generate",
+        "--input",
+        "Name three colours.",
+        "--max-tokens",
+        "8",
+    ]);
+    let answer = &chatted["answers"][0];
+    assert!(!answer["text"].as_str().unwrap().is_empty(), "{chatted}");
+    assert_eq!(answer["price"], 10_000);
 }
