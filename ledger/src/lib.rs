@@ -6,4 +6,6 @@
 pub mod balances;
 pub mod consensus;
 pub mod emission;
+pub mod log;
+pub mod state;
 pub mod store;
