@@ -145,8 +145,9 @@ async fn failover_redundancy_and_the_gateway_through_the_mesh() {
             "Die Katze schläft.".into(),
         ],
     };
-    let (answers, agreement) = client.embed_redundant(MINILM, &input, 2).await.unwrap();
-    assert_eq!(answers.len(), 2);
+    let r = client.embed_redundant(MINILM, &input, 2).await.unwrap();
+    let (answers, agreement) = (r.answers, r.agreement);
+    assert_eq!(answers.len(), 2, "{:?}", r.failures);
     assert_ne!(answers[0].provider, answers[1].provider);
     assert!(agreement.agrees(), "{agreement:?}");
     assert_eq!(answers[0].output.dimension, 384);
@@ -159,8 +160,9 @@ async fn failover_redundancy_and_the_gateway_through_the_mesh() {
         sampling: Sampling::Greedy,
         stop: Vec::new(),
     };
-    let (answers, agreement) = client.generate_redundant(SMOLLM2, &chat, 2).await.unwrap();
-    assert_eq!(answers.len(), 2);
+    let r = client.generate_redundant(SMOLLM2, &chat, 2).await.unwrap();
+    let (answers, agreement) = (r.answers, r.agreement);
+    assert_eq!(answers.len(), 2, "{:?}", r.failures);
     assert!(agreement.agrees(), "{agreement:?}");
     assert!(!answers[0].output.text.is_empty());
 

@@ -165,12 +165,13 @@ async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
             let input = EmbedInput {
                 texts: args.inputs.clone(),
             };
-            let (answers, agreement) = client
+            let r = client
                 .embed_redundant(&model, &input, k)
                 .await
                 .map_err(explain)?;
-            print_embeddings(&args, &answers, &agreement);
-            exit_for(&agreement, k, answers.len())
+            print_failures(&r.failures);
+            print_embeddings(&args, &r.answers, &r.agreement);
+            exit_for(&r.agreement, k, r.answers.len())
         }
         Task::Generate => {
             let model = args
@@ -206,12 +207,13 @@ async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
                 sampling,
                 stop: Vec::new(),
             };
-            let (answers, agreement) = client
+            let r = client
                 .generate_redundant(&model, &input, k)
                 .await
                 .map_err(explain)?;
-            print_generations(&args, &answers, &agreement);
-            exit_for(&agreement, k, answers.len())
+            print_failures(&r.failures);
+            print_generations(&args, &r.answers, &r.agreement);
+            exit_for(&r.agreement, k, r.answers.len())
         }
     };
     Ok(code)
@@ -244,6 +246,13 @@ fn explain(e: MarketError) -> anyhow::Error {
             )
         }
         _ => anyhow::anyhow!(e),
+    }
+}
+
+/// Copies of a redundant query that got no answer, on stderr (stdout stays the answer).
+fn print_failures(failures: &[MarketError]) {
+    for failure in failures {
+        eprintln!("one of the redundant copies failed: {failure}");
     }
 }
 

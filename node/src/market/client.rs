@@ -156,6 +156,17 @@ pub struct Settled<T> {
     pub provider_acknowledged: bool,
 }
 
+/// The answers of a query sent to several providers at once.
+#[derive(Debug)]
+pub struct Redundant<T> {
+    /// The answers that came back, each paid and receipted.
+    pub answers: Vec<Settled<T>>,
+    /// Why the other copies failed.
+    pub failures: Vec<MarketError>,
+    /// How the answers compare.
+    pub agreement: Agreement,
+}
+
 /// How redundant answers compared.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Agreement {
@@ -326,8 +337,8 @@ impl MarketClient {
         model: &str,
         input: &EmbedInput,
         k: usize,
-    ) -> Result<(Vec<Settled<EmbedOutput>>, Agreement), MarketError> {
-        let answers = self
+    ) -> Result<Redundant<EmbedOutput>, MarketError> {
+        let (answers, failures) = self
             .redundant(Task::Embed, model, k, |client, avoid| {
                 let input = input.clone();
                 let model = model.to_string();
@@ -335,7 +346,11 @@ impl MarketClient {
             })
             .await?;
         let agreement = compare_embeddings(&answers);
-        Ok((answers, agreement))
+        Ok(Redundant {
+            answers,
+            failures,
+            agreement,
+        })
     }
 
     /// Sends one generation query to `k` providers at once, pays each, and compares their tokens.
@@ -344,8 +359,8 @@ impl MarketClient {
         model: &str,
         input: &GenerateInput,
         k: usize,
-    ) -> Result<(Vec<Settled<GenerateOutput>>, Agreement), MarketError> {
-        let answers = self
+    ) -> Result<Redundant<GenerateOutput>, MarketError> {
+        let (answers, failures) = self
             .redundant(Task::Generate, model, k, |client, avoid| {
                 let input = input.clone();
                 let model = model.to_string();
@@ -353,7 +368,11 @@ impl MarketClient {
             })
             .await?;
         let agreement = compare_generations(&answers);
-        Ok((answers, agreement))
+        Ok(Redundant {
+            answers,
+            failures,
+            agreement,
+        })
     }
 
     /// Runs `k` copies of a query on the `k` best providers, one each: copy `i` starts with every other
@@ -364,7 +383,7 @@ impl MarketClient {
         model: &str,
         k: usize,
         run: F,
-    ) -> Result<Vec<T>, MarketError>
+    ) -> Result<(Vec<T>, Vec<MarketError>), MarketError>
     where
         F: Fn(MarketClient, HashSet<PeerId>) -> Fut,
         Fut: std::future::Future<Output = Result<T, MarketError>> + Send + 'static,
@@ -383,18 +402,20 @@ impl MarketClient {
             handles.push(tokio::spawn(run(self.clone(), avoid)));
         }
         let mut answers = Vec::new();
-        let mut last_error = None;
+        let mut failures = Vec::new();
         for handle in handles {
             match handle.await {
                 Ok(Ok(answer)) => answers.push(answer),
-                Ok(Err(e)) => last_error = Some(e),
-                Err(e) => last_error = Some(MarketError::Sign(format!("query task failed: {e}"))),
+                Ok(Err(e)) => failures.push(e),
+                Err(e) => failures.push(MarketError::Sign(format!("query task failed: {e}"))),
             }
         }
-        match (answers.is_empty(), last_error) {
-            (true, Some(e)) => Err(e),
-            _ => Ok(answers),
+        if answers.is_empty()
+            && let Some(e) = failures.pop()
+        {
+            return Err(e);
         }
+        Ok((answers, failures))
     }
 
     /// Models on offer on our subnet, from the provider table.

@@ -20,12 +20,15 @@ pub struct PolicyConfig {
     pub weight_reputation: f64,
     /// Weight of price (cheapest of the candidates scores 1).
     pub weight_price: f64,
-    /// Weight of observed latency (fastest scores 1; unknown scores the middle).
+    /// Weight of observed latency (fastest scores 1; unknown scores 1 too, until measured).
     pub weight_latency: f64,
     /// Weight of load (advertised queue plus our own requests in flight there).
     pub weight_load: f64,
     /// Weight of the observed success rate.
     pub weight_reliability: f64,
+    /// Bonus of a provider this client has never tried: without it the first provider that answers
+    /// well keeps every query, and the client never learns whether another is faster or better.
+    pub weight_exploration: f64,
     /// Reputation assumed for a provider consensus has not rated yet.
     pub default_reputation: f64,
     /// First ban after a failure.
@@ -46,6 +49,7 @@ impl Default for PolicyConfig {
             weight_latency: 1.0,
             weight_load: 1.0,
             weight_reliability: 1.0,
+            weight_exploration: 0.5,
             default_reputation: 0.5,
             ban_base: Duration::from_secs(2),
             ban_max: Duration::from_secs(300),
@@ -195,7 +199,8 @@ impl ProviderPolicy {
                 let latency = match seen.and_then(|e| e.latency_ms) {
                     Some(ms) if fastest.is_finite() && ms > 0.0 => fastest / ms,
                     Some(_) => 1.0,
-                    None => 0.5,
+                    // Optimistic until measured, like the exploration bonus.
+                    None => 1.0,
                 };
                 let load = if max_load > 0.0 {
                     1.0 - load(c) / max_load
@@ -203,11 +208,14 @@ impl ProviderPolicy {
                     1.0
                 };
                 let reliability = seen.map(Experience::reliability).unwrap_or(0.5);
+                let untried = seen.is_none_or(|e| e.successes + e.failures == 0);
+                let exploration = if untried { 1.0 } else { 0.0 };
                 let score = self.config.weight_reputation * reputation
                     + self.config.weight_price * price
                     + self.config.weight_latency * latency
                     + self.config.weight_load * load
-                    + self.config.weight_reliability * reliability;
+                    + self.config.weight_reliability * reliability
+                    + self.config.weight_exploration * exploration;
                 (score, c)
             })
             .collect();
@@ -387,6 +395,17 @@ mod tests {
         assert!(policy.is_banned(&fast.peer, t - config.ban_max));
         policy.succeeded(fast.peer, Duration::from_millis(40), t);
         assert!(!policy.is_banned(&fast.peer, t));
+    }
+
+    #[test]
+    fn an_untried_provider_is_tried_before_a_known_good_one_is_reused() {
+        let mut policy = ProviderPolicy::new(PolicyConfig::default());
+        let now = Instant::now();
+        let known = candidate(10, 0);
+        let fresh = candidate(10, 0);
+        policy.started(known.peer, now);
+        policy.succeeded(known.peer, Duration::from_millis(50), now);
+        assert_eq!(policy.rank(&[known.clone(), fresh.clone()], now)[0], fresh);
     }
 
     #[test]

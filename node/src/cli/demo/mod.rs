@@ -327,11 +327,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     for (miner, key) in MINERS.iter().zip(&miner_keys) {
         print_balance(miner.name, &key.public(), &balances);
     }
-    let peers: Vec<String> = miner_peers.iter().map(|p| short(p)).collect();
     println!();
+    for (miner, peer) in MINERS.iter().zip(&miner_peers) {
+        println!(
+            "  {} is {} ({})",
+            miner.name,
+            short(peer),
+            miner.models.join(", ")
+        );
+    }
     println!(
-        "validator: not started yet (scoring and Yuma weights on the mesh arrive with the consensus work); miners {}",
-        peers.join(", ")
+        "  no validator yet: scoring miners and Yuma weights on the mesh arrive with the consensus work"
     );
     println!(
         "done in {:.1} s: {} queries answered, paid and receipted by both sides",
