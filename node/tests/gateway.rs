@@ -12,22 +12,19 @@ use agora::gateway::{
     Answered, GatewayBackend, GatewayConfig, GatewayError, ModelInfo, PRICE_HEADER,
     PROVIDER_HEADER, RECEIPT_HEADER,
 };
+use agora::market::runner::ModelRunner;
 use agora_inference::backend::DevicePreference;
-use agora_inference::embedding::SentenceEmbedder;
-use agora_inference::generation::{
-    FinishReason, GenerationParams, Generator, SamplingParams, default_model_path,
-};
 use agora_inference::model_cache::{MINILM, SMOLLM2};
 use agora_protocols::{
-    EmbedInput, EmbedOutput, Finish, GenerateInput, GenerateOutput, Sampling, Task,
+    EmbedInput, EmbedOutput, Finish, GenerateInput, GenerateOutput, Payload, Task,
 };
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 // --- a gateway on 127.0.0.1:0 ------------------------------------------------------------------------
@@ -57,31 +54,20 @@ fn start<B: GatewayBackend>(backend: B, config: GatewayConfig) -> Server {
 
 // --- the real models, in process --------------------------------------------------------------------
 
-/// The models a provider would run, behind locks (one query at a time each, as a provider's
-/// scheduler would run them).
-struct Models {
-    embedder: Mutex<SentenceEmbedder>,
-    generator: Mutex<Generator>,
-}
-
-/// A backend that answers with the real models in this process: what a one-provider mesh answers,
-/// without the mesh.
+/// A backend that answers with the real models in this process, through the same `ModelRunner` a
+/// provider runs: what a one-provider mesh answers, without the mesh.
 struct LocalModels {
-    models: Arc<Models>,
+    runner: ModelRunner,
     receipts: AtomicU64,
 }
 
 impl LocalModels {
     fn load() -> Self {
-        let embedder = SentenceEmbedder::load_default()
-            .expect("the embedding model is missing: run scripts/fetch-models");
-        let generator = Generator::load(&default_model_path(), DevicePreference::from_env())
-            .expect("the generation model is missing: run scripts/fetch-models");
+        let models = [MINILM.to_string(), SMOLLM2.to_string()];
+        let runner = ModelRunner::load(&models, DevicePreference::from_env(), |_| {})
+            .expect("the models are missing: run scripts/fetch-models");
         Self {
-            models: Arc::new(Models {
-                embedder: Mutex::new(embedder),
-                generator: Mutex::new(generator),
-            }),
+            runner,
             receipts: AtomicU64::new(0),
         }
     }
@@ -105,6 +91,24 @@ impl LocalModels {
                 "The model `{model}` does not exist"
             ))),
         }
+    }
+
+    async fn run<I: Payload, O: Payload>(
+        &self,
+        task: Task,
+        model: &str,
+        input: &I,
+    ) -> Result<O, GatewayError> {
+        let bytes = input
+            .to_bytes()
+            .map_err(|e| GatewayError::BadRequest(e.to_string()))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let output = self
+            .runner
+            .run(task, model, &bytes, deadline)
+            .await
+            .map_err(|e| GatewayError::Upstream(e.to_string()))?;
+        O::from_bytes(&output).map_err(|e| GatewayError::Upstream(e.to_string()))
     }
 }
 
@@ -132,23 +136,7 @@ impl GatewayBackend for LocalModels {
         input: EmbedInput,
     ) -> Result<Answered<EmbedOutput>, GatewayError> {
         Self::check_model(&model, Task::Embed)?;
-        let models = Arc::clone(&self.models);
-        let output = tokio::task::spawn_blocking(move || {
-            let embedder = models.embedder.lock().unwrap();
-            let vectors = embedder.embed_batch(&input.texts)?;
-            let mut tokens = 0;
-            for text in &input.texts {
-                tokens += embedder.tokenize(text)?.len();
-            }
-            Ok::<_, agora_inference::embedding::EmbedError>(EmbedOutput {
-                dimension: embedder.dimension() as u32,
-                vectors,
-                tokens: tokens as u32,
-            })
-        })
-        .await
-        .map_err(|e| GatewayError::Internal(e.to_string()))?
-        .map_err(|e| GatewayError::Upstream(e.to_string()))?;
+        let output = self.run(Task::Embed, &model, &input).await?;
         Ok(self.answered(output, 2_000_000))
     }
 
@@ -158,48 +146,7 @@ impl GatewayBackend for LocalModels {
         input: GenerateInput,
     ) -> Result<Answered<GenerateOutput>, GatewayError> {
         Self::check_model(&model, Task::Generate)?;
-        let models = Arc::clone(&self.models);
-        let output = tokio::task::spawn_blocking(move || {
-            let generator = models.generator.lock().unwrap();
-            let messages: Vec<_> = input
-                .messages
-                .iter()
-                .map(|m| agora_inference::generation::ChatMessage::new(&m.role, &m.content))
-                .collect();
-            let prompt = generator.tokenizer().apply_chat_template(&messages, true);
-            let sampling = match input.sampling {
-                Sampling::Greedy => SamplingParams::greedy(),
-                Sampling::Seeded {
-                    temperature_milli,
-                    top_p_milli,
-                    seed,
-                } => SamplingParams {
-                    temperature: temperature_milli as f32 / 1000.0,
-                    top_p: top_p_milli as f32 / 1000.0,
-                    seed,
-                },
-            };
-            let params = GenerationParams {
-                max_tokens: input.max_tokens as usize,
-                sampling,
-                stop: input.stop.clone(),
-                stop_on_eos: true,
-            };
-            let generation = generator.generate_text(&prompt, &params, |_| {})?;
-            Ok::<_, agora_inference::generation::GenerationError>(GenerateOutput {
-                text: generation.text,
-                token_ids: generation.token_ids,
-                prompt_tokens: generation.prompt_tokens as u32,
-                finish: match generation.finish {
-                    FinishReason::Eos => Finish::Eos,
-                    FinishReason::Stop(_) => Finish::Stop,
-                    FinishReason::MaxTokens => Finish::Length,
-                },
-            })
-        })
-        .await
-        .map_err(|e| GatewayError::Internal(e.to_string()))?
-        .map_err(|e| GatewayError::Upstream(e.to_string()))?;
+        let output = self.run(Task::Generate, &model, &input).await?;
         Ok(self.answered(output, 5_000_000))
     }
 }

@@ -96,3 +96,13 @@ pub fn init_tracing(verbose: u8) {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// `text` cut to `width` characters for a table cell, with "..." when cut.
+pub(crate) fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(3)).collect();
+    out.push_str("...");
+    out
+}

@@ -303,7 +303,7 @@ fn print_embeddings(args: &QueryArgs, answers: &[Settled<EmbedOutput>], agreemen
         for (text, vector) in args.inputs.iter().zip(&s.output.vectors) {
             println!(
                 "  {:<40} [{}] ({} dims)",
-                truncate(text, 40),
+                super::truncate(text, 40),
                 vector
                     .iter()
                     .take(4)
@@ -376,13 +376,4 @@ fn print_agreement(agreement: &Agreement) {
             if matching == of { "agree" } else { "DISAGREE" }
         ),
     }
-}
-
-fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(width.saturating_sub(3)).collect();
-    out.push_str("...");
-    out
 }

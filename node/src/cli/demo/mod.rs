@@ -515,8 +515,8 @@ fn print_table(rows: &[Row]) {
             "{:<3} {:<6} {:<34} {:<40} {:<10} {:>6}ms {:>11} {:<12}",
             i + 1,
             r.task,
-            truncate(&r.input, 34),
-            truncate(&r.output, 40),
+            crate::cli::truncate(&r.input, 34),
+            crate::cli::truncate(&r.output, 40),
             r.provider,
             r.latency.as_millis(),
             r.price,
@@ -524,15 +524,6 @@ fn print_table(rows: &[Row]) {
         );
     }
     println!();
-}
-
-fn truncate(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(width.saturating_sub(3)).collect();
-    out.push_str("...");
-    out
 }
 
 fn default_sentences() -> Vec<String> {
