@@ -254,6 +254,9 @@ impl LedgerState {
         if amount == 0 {
             return Err(TxError::ZeroAmount);
         }
+        if self.hotkeys.contains_key(to) {
+            return Err(TxError::RecipientIsHotkey(Box::new(*to)));
+        }
         let left = self.debit_check(from, amount)?;
         if from == to {
             return Ok(());

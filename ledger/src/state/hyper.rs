@@ -153,7 +153,7 @@ impl Hyperparameters {
             "max_allowed_validators",
             self.max_allowed_validators.into(),
             1,
-            self.max_allowed_uids.into(),
+            MAX_ALLOWED_UIDS.into(),
         )?;
         range(
             "activity_cutoff_factor_milli",

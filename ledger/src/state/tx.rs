@@ -276,6 +276,10 @@ pub enum TxError {
     /// A credit would overflow a balance, stake or total.
     #[error("arithmetic overflow")]
     Overflow,
+    /// Transfers to a hotkey are refused: a hotkey cannot sign as a coldkey, so the money would be
+    /// stranded. Stake to it instead.
+    #[error("recipient {0} is a hotkey; stake to it instead")]
+    RecipientIsHotkey(Box<PublicKey>),
     /// A key tried to own itself.
     #[error("a key cannot be its own hotkey")]
     SelfAssociation,
