@@ -981,6 +981,17 @@ fn epochs_run_consensus_and_pay_emission() {
     assert!(n[1].consensus_u16 > 0);
     assert!(n[0].active);
     assert!(n.iter().all(|n| n.emission > 0));
+    let meta = l.state.metagraph(1).unwrap();
+    assert_eq!(meta.len(), 3);
+    assert_eq!(meta[0].hotkey, v.public().to_hex());
+    assert_eq!(meta[0].coldkey, a.public().to_hex());
+    assert_eq!(meta[0].stake, l.state.hotkey_stake(&v.public()));
+    assert_eq!(meta[1].incentive_u16, n[1].incentive_u16);
+    assert!(
+        serde_json::to_string(&meta)
+            .unwrap()
+            .contains("dividends_u16")
+    );
     // Money: the owner cut went to the owner's balance, miners' and validators' emission to stake.
     assert!(l.state.balance(&a.public()) > owner0);
     assert!(l.state.stake(&a.public(), &hks[1].public()) > miner0);

@@ -170,6 +170,38 @@ impl Subnet {
     }
 }
 
+/// One row of a subnet's metagraph: what `agora metagraph` prints, in the units the chain stores
+/// (`u16` proportions, units of 1e-9 token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetagraphRow {
+    /// UID.
+    pub uid: u16,
+    /// Hotkey, hex.
+    pub hotkey: String,
+    /// Owning coldkey, hex.
+    pub coldkey: String,
+    /// Total stake on the hotkey.
+    pub stake: u64,
+    /// Validator trust, `u16` proportion.
+    pub validator_trust_u16: u16,
+    /// Consensus, `u16` proportion.
+    pub consensus_u16: u16,
+    /// Incentive, `u16` proportion.
+    pub incentive_u16: u16,
+    /// Dividends, `u16` proportion.
+    pub dividends_u16: u16,
+    /// Emission at the last epoch.
+    pub emission: u64,
+    /// Active at the last epoch.
+    pub active: bool,
+    /// Validator permit.
+    pub validator_permit: bool,
+    /// Block of registration.
+    pub registered_at: u64,
+    /// Block of the last weights.
+    pub last_update: u64,
+}
+
 /// The whole ledger state after some height.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerState {
@@ -280,6 +312,35 @@ impl LedgerState {
     /// Every subnet, by netuid.
     pub fn subnets(&self) -> impl Iterator<Item = &Subnet> {
         self.subnets.values()
+    }
+
+    /// The metagraph of a subnet, by uid.
+    pub fn metagraph(&self, netuid: u16) -> Option<Vec<MetagraphRow>> {
+        let s = self.subnets.get(&netuid)?;
+        Some(
+            s.neurons
+                .iter()
+                .map(|n| MetagraphRow {
+                    uid: n.uid,
+                    hotkey: n.hotkey.to_hex(),
+                    coldkey: self
+                        .hotkeys
+                        .get(&n.hotkey)
+                        .map(|i| i.owner.to_hex())
+                        .unwrap_or_default(),
+                    stake: self.hotkey_stake(&n.hotkey),
+                    validator_trust_u16: n.validator_trust_u16,
+                    consensus_u16: n.consensus_u16,
+                    incentive_u16: n.incentive_u16,
+                    dividends_u16: n.dividends_u16,
+                    emission: n.emission,
+                    active: n.active,
+                    validator_permit: n.validator_permit,
+                    registered_at: n.registered_at,
+                    last_update: n.last_update,
+                })
+                .collect(),
+        )
     }
 
     /// Sum of free balances, stake and pending emission: equals [`Self::total_issuance`] in every
