@@ -4,6 +4,7 @@ pub mod consensus;
 pub mod demo;
 pub mod gateway;
 pub mod infer;
+pub mod ledger;
 pub mod node;
 pub mod peers;
 pub mod query;
@@ -45,6 +46,21 @@ pub enum Command {
     /// Yuma consensus and emission, exactly as the Bittensor chain computes them.
     #[command(subcommand)]
     Consensus(consensus::ConsensusCommand),
+    /// Move free balance from the wallet's coldkey to another key.
+    Transfer(ledger::TransferArgs),
+    /// Stake on a hotkey or take stake back.
+    #[command(subcommand)]
+    Stake(ledger::StakeCommand),
+    /// Create, show and list subnets.
+    #[command(subcommand)]
+    Subnet(ledger::SubnetCommand),
+    /// Register a hotkey on a subnet, paying the burn.
+    Register(ledger::RegisterArgs),
+    /// A subnet's neurons: stake, trust, consensus, incentive, dividends, emission.
+    Metagraph(ledger::MetagraphArgs),
+    /// The local ledger: genesis, status, sealing blocks.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
     /// List, show and verify the receipts in the local receipt store.
     #[command(subcommand)]
     Receipts(receipts::ReceiptsCommand),
@@ -71,6 +87,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Infer(cmd) => infer::run(cmd),
         Command::Consensus(cmd) => consensus::run(cmd),
         Command::Receipts(cmd) => receipts::run(cmd),
+        Command::Transfer(args) => ledger::transfer(args),
+        Command::Stake(cmd) => ledger::stake(cmd),
+        Command::Subnet(cmd) => ledger::subnet(cmd),
+        Command::Register(args) => ledger::register(args),
+        Command::Metagraph(args) => ledger::metagraph(args),
+        Command::Ledger(cmd) => ledger::ledger(cmd),
         Command::Node(args) => node::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Peers(args) => peers::run_peers(args),

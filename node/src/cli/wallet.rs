@@ -40,7 +40,7 @@ pub enum WalletCommand {
 
 /// Where wallets live.
 #[derive(Debug, Args)]
-struct WalletPath {
+pub(crate) struct WalletPath {
     /// Directory holding all wallets [default: ~/.agora/wallets].
     #[arg(long, env = "AGORA_WALLET_PATH", value_name = "DIR")]
     wallet_path: Option<PathBuf>,
@@ -54,7 +54,7 @@ impl WalletPath {
         }
     }
 
-    fn wallet(&self, name: &str) -> anyhow::Result<Wallet> {
+    pub(crate) fn wallet(&self, name: &str) -> anyhow::Result<Wallet> {
         Ok(Wallet::new(&self.root()?, name)?)
     }
 }
@@ -62,7 +62,7 @@ impl WalletPath {
 /// Where the password of the key being created or opened comes from. Without either flag it is asked
 /// for on the terminal.
 #[derive(Debug, Args)]
-struct PasswordArgs {
+pub(crate) struct PasswordArgs {
     /// Read the password from this file (all of it, less one trailing newline).
     #[arg(long, value_name = "PATH", conflicts_with = "password_env")]
     password_file: Option<PathBuf>,
@@ -833,7 +833,7 @@ fn protection(password: Option<&Password>, kdf: KdfParams) -> Protection<'_> {
 }
 
 /// The password of an existing key: from the file or variable named, else asked once.
-fn password(args: &PasswordArgs, what: &str) -> anyhow::Result<Password> {
+pub(crate) fn password(args: &PasswordArgs, what: &str) -> anyhow::Result<Password> {
     if let Some(password) = password_from_flags(args)? {
         return Ok(password);
     }

@@ -1,0 +1,129 @@
+//! The ledger from the command line, on a real local log: genesis, transfer, subnet, registration
+//! (with the hotkey bound to the coldkey on first use), stake, the metagraph, sealing blocks until an
+//! epoch has run, and refusals that say why and change nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const PW: &str = "correct horse battery staple 42";
+
+fn agora(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(args)
+        .env("AGORA_WALLET_PATH", dir.join("wallets"))
+        .env("AGORA_LEDGER_LOG", dir.join("ledger.log"))
+        .env("AGORA_LEDGER_GENESIS", dir.join("genesis.json"))
+        .env("PW", PW)
+        .output()
+        .unwrap()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let out = agora(dir, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "agora {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn new_wallet(dir: &Path, name: &str) -> (String, String) {
+    let out = ok(
+        dir,
+        &[
+            "wallet",
+            "new",
+            "--name",
+            name,
+            "--password-env",
+            "PW",
+            "--no-hotkey-password",
+            "--insecure-fast-kdf",
+            "--json",
+        ],
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let text = v.to_string();
+    // The coldkey and hotkey public keys, wherever the JSON keeps them.
+    let cold = v["coldkey"]["public_key"]
+        .as_str()
+        .or_else(|| v["coldkey"]["public"].as_str())
+        .unwrap_or_else(|| panic!("no coldkey public key in {text}"))
+        .to_string();
+    let hot = v["hotkeys"][0]["public_key"]
+        .as_str()
+        .or_else(|| v["hotkey"]["public_key"].as_str())
+        .or_else(|| v["hotkey"]["public"].as_str())
+        .unwrap_or_else(|| panic!("no hotkey public key in {text}"))
+        .to_string();
+    (cold, hot)
+}
+
+fn status(dir: &Path) -> Value {
+    serde_json::from_str(&ok(dir, &["ledger", "status", "--json"])).unwrap()
+}
+
+#[test]
+fn ledger_commands_on_a_local_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (alice, alice_hot) = new_wallet(dir, "alice");
+    let (bob, _) = new_wallet(dir, "bob");
+    ok(
+        dir,
+        &["ledger", "init", "--account", &format!("{alice}=1000")],
+    );
+
+    fn with<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
+        [cmd, &["--wallet", "alice", "--password-env", "PW"][..]].concat()
+    }
+
+    // A transfer moves free balance.
+    ok(dir, &with(&["transfer", "--to", &bob, "--amount", "12.5"]));
+    let s = status(dir);
+    assert_eq!(s["balances"][&bob], 12_500_000_000u64);
+
+    // An overdraft is refused with a reason, and nothing changes.
+    let before = status(dir)["state_root"].clone();
+    let out = agora(dir, &with(&["transfer", "--to", &bob, "--amount", "5000"]));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refused the transfer"), "{stderr}");
+    // Only the (empty) block moved the height; balances are as they were.
+    assert_eq!(status(dir)["balances"][&bob], 12_500_000_000u64);
+    assert_ne!(before, Value::Null);
+
+    // A subnet, a registration (binding the hotkey first), stake on it.
+    ok(dir, &with(&["subnet", "create"]));
+    let subnets: Value = serde_json::from_str(&ok(dir, &["subnet", "list", "--json"])).unwrap();
+    assert_eq!(subnets[0]["netuid"], 1);
+    ok(dir, &with(&["register", "--subnet", "1"]));
+    ok(dir, &with(&["stake", "add", "--amount", "100"]));
+    let graph: Value =
+        serde_json::from_str(&ok(dir, &["metagraph", "--subnet", "1", "--json"])).unwrap();
+    let rows = graph.as_array().unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["hotkey"], alice_hot);
+    assert_eq!(rows[0]["stake"], 100_000_000_000u64);
+    let table = ok(dir, &["metagraph", "--subnet", "1"]);
+    assert!(table.contains("incent"), "{table}");
+
+    // Sealing blocks runs the subnet's epochs: emission lands on the only neuron.
+    ok(dir, &["ledger", "seal", "--blocks", "400"]);
+    let graph: Value =
+        serde_json::from_str(&ok(dir, &["metagraph", "--subnet", "1", "--json"])).unwrap();
+    assert!(
+        graph[0]["stake"].as_u64().unwrap() > 100_000_000_000,
+        "{graph}"
+    );
+    let s = status(dir);
+    assert!(s["height"].as_u64().unwrap() >= 400);
+
+    // The state is the log replayed: twice the same root.
+    assert_eq!(status(dir)["state_root"], s["state_root"]);
+}
