@@ -255,6 +255,11 @@ async fn failover_redundancy_and_the_gateway_through_the_mesh() {
     );
 
     // Exactly one new receipt at the client, countersigned at the survivor; none at the victim.
+    assert_eq!(
+        client.flush_settlements(Duration::from_secs(60)).await,
+        0,
+        "every countersignature was acknowledged"
+    );
     writer.close().await;
     survivor.proc.terminate();
     let _ = victim.proc.child.wait();

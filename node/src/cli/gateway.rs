@@ -58,14 +58,24 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
                 .max(GatewayConfig::default().request_deadline),
             ..GatewayConfig::default()
         };
+        let backend = Arc::new(client);
         serve_with_shutdown(
             listener,
-            Arc::new(client),
+            Arc::clone(&backend),
             config,
             super::node::shutdown_signal(),
         )
         .await
         .context("the gateway stopped")?;
+        // Countersignatures still on their way to providers are delivered before we go.
+        let unacknowledged = backend
+            .flush_settlements(backend.config().settle_timeout)
+            .await;
+        if unacknowledged > 0 {
+            eprintln!(
+                "{unacknowledged} countersigned receipt(s) were not acknowledged by their provider"
+            );
+        }
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }

@@ -156,6 +156,19 @@ pub fn run(args: QueryArgs) -> anyhow::Result<ExitCode> {
 async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let (client, _temp) = args.client.connect("query").await?;
     let k = args.redundancy.max(1);
+    let code = answer(&args, &client, k).await?;
+    let unacknowledged = client
+        .flush_settlements(client.config().settle_timeout)
+        .await;
+    if unacknowledged > 0 {
+        eprintln!(
+            "{unacknowledged} provider(s) did not acknowledge the countersigned receipt; it is stored here"
+        );
+    }
+    Ok(code)
+}
+
+async fn answer(args: &QueryArgs, client: &MarketClient, k: usize) -> anyhow::Result<ExitCode> {
     let code = match args.task {
         Task::Embed => {
             let model = args
@@ -170,7 +183,7 @@ async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(explain)?;
             print_failures(&r.failures);
-            print_embeddings(&args, &r.answers, &r.agreement);
+            print_embeddings(args, &r.answers, &r.agreement);
             exit_for(&r.agreement, k, r.answers.len())
         }
         Task::Generate => {
@@ -212,7 +225,7 @@ async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(explain)?;
             print_failures(&r.failures);
-            print_generations(&args, &r.answers, &r.agreement);
+            print_generations(args, &r.answers, &r.agreement);
             exit_for(&r.agreement, k, r.answers.len())
         }
     };
@@ -265,7 +278,6 @@ fn receipt_json<T>(s: &Settled<T>) -> serde_json::Value {
         "failovers": s.failed_attempts.iter().map(|a| json!({
             "provider": a.provider.to_string(), "error": a.error,
         })).collect::<Vec<_>>(),
-        "provider_acknowledged": s.provider_acknowledged,
     })
 }
 
@@ -351,16 +363,11 @@ fn print_receipt_line<T>(s: &Settled<T>) {
         );
     }
     println!(
-        "provider {}  latency {} ms  price {}  receipt {}{}",
+        "provider {}  latency {} ms  price {}  receipt {}",
         short_peer(&s.provider),
         s.latency.as_millis(),
         s.receipt.body().price,
         s.receipt.id().short(),
-        if s.provider_acknowledged {
-            ""
-        } else {
-            "  (not acknowledged by the provider; stored here)"
-        }
     );
 }
 

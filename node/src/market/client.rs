@@ -51,6 +51,8 @@ pub struct ClientConfig {
     pub discovery_wait: Duration,
     /// How long the provider gets to acknowledge a countersignature (our copy is stored already).
     pub settle_timeout: Duration,
+    /// Countersignatures being delivered at once; beyond it a query waits for its own delivery.
+    pub max_pending_settlements: usize,
     /// The provider choice.
     pub policy: PolicyConfig,
 }
@@ -65,6 +67,7 @@ impl Default for ClientConfig {
             mode: Mode::Direct,
             discovery_wait: Duration::from_secs(20),
             settle_timeout: Duration::from_secs(10),
+            max_pending_settlements: 1024,
             policy: PolicyConfig::default(),
         }
     }
@@ -152,8 +155,6 @@ pub struct Settled<T> {
     pub latency: Duration,
     /// Providers tried before this one, and why they failed.
     pub failed_attempts: Vec<Attempt>,
-    /// Whether the provider acknowledged our countersignature (our copy is stored either way).
-    pub provider_acknowledged: bool,
 }
 
 /// The answers of a query sent to several providers at once.
@@ -230,6 +231,8 @@ struct Inner {
     writer: ReceiptWriter,
     policy: Mutex<ProviderPolicy>,
     next_nonce: AtomicU64,
+    settlements: Arc<tokio::sync::Semaphore>,
+    unacknowledged: AtomicU64,
     config: ClientConfig,
 }
 
@@ -253,6 +256,10 @@ impl MarketClient {
                 writer,
                 policy: Mutex::new(ProviderPolicy::new(config.policy.clone())),
                 next_nonce: AtomicU64::new(first_nonce),
+                settlements: Arc::new(tokio::sync::Semaphore::new(
+                    config.max_pending_settlements.max(1),
+                )),
+                unacknowledged: AtomicU64::new(0),
                 config,
             }),
         }
@@ -676,25 +683,13 @@ impl MarketClient {
                 .writer
                 .commit(Entry::Full(receipt.clone()))
                 .await?;
-            let provider_acknowledged = matches!(
-                tokio::time::timeout(
-                    self.inner.config.settle_timeout,
-                    self.inner.overlay.settle(peer, receipt.clone()),
-                )
-                .await,
-                Ok(Ok(_))
-            );
-            if !provider_acknowledged {
-                tracing::warn!(provider = %peer, receipt = %receipt.id().short(),
-                    "the provider did not acknowledge our countersignature; our copy is stored");
-            }
+            self.settle_in_background(peer, receipt.clone()).await;
             return Ok(Settled {
                 output,
                 provider: peer,
                 receipt,
                 latency,
                 failed_attempts: failed,
-                provider_acknowledged,
             });
         }
         if failed.is_empty() {
@@ -711,6 +706,47 @@ impl MarketClient {
             attempts: failed,
             last_refusal,
         })
+    }
+
+    /// Sends the countersignature to the provider without holding up the answer: our copy is
+    /// already durable, and the provider's acknowledgement tells the client nothing it needs to use
+    /// the answer. Deliveries in flight are bounded; [`Self::flush_settlements`] waits for them.
+    async fn settle_in_background(&self, peer: PeerId, receipt: Receipt) {
+        let permit = match Arc::clone(&self.inner.settlements).acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => return,
+        };
+        let client = self.clone();
+        tokio::spawn(async move {
+            let delivered = tokio::time::timeout(
+                client.inner.config.settle_timeout,
+                client.inner.overlay.settle(peer, receipt.clone()),
+            )
+            .await;
+            if !matches!(delivered, Ok(Ok(_))) {
+                client.inner.unacknowledged.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(provider = %peer, receipt = %receipt.id().short(),
+                    "the provider did not acknowledge our countersignature; our copy is stored");
+            }
+            drop(permit);
+        });
+    }
+
+    /// Waits until every countersignature sent so far has been acknowledged or has timed out (at
+    /// most `limit`); returns how many were never acknowledged since this client started. Call it
+    /// before exiting.
+    pub async fn flush_settlements(&self, limit: Duration) -> u64 {
+        let all =
+            u32::try_from(self.inner.config.max_pending_settlements.max(1)).unwrap_or(u32::MAX);
+        if let Ok(Ok(permits)) = tokio::time::timeout(
+            limit,
+            Arc::clone(&self.inner.settlements).acquire_many_owned(all),
+        )
+        .await
+        {
+            drop(permits);
+        }
+        self.inner.unacknowledged.load(Ordering::Relaxed)
     }
 
     fn announce(
