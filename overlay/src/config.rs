@@ -127,7 +127,10 @@ pub struct Config {
     pub max_providers: usize,
     /// How often a random Kademlia walk looks for new peers.
     pub discovery_interval: Duration,
-    /// Deadline of one request-response exchange.
+    /// Backstop deadline of one request-response exchange. Each query carries its own deadline,
+    /// which the client enforces and the provider honours; this only reclaims streams whose peer
+    /// hangs, so it must be longer than any query's deadline (a long generation on a CPU takes
+    /// minutes), or long queries fail here first.
     pub request_timeout: Duration,
     /// How long a client of an open call collects offers before it awards one.
     pub offer_window: Duration,
@@ -176,7 +179,7 @@ impl Default for Config {
             advert_ttl: Duration::from_secs(30),
             max_providers: 4096,
             discovery_interval: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(600),
             offer_window: Duration::from_millis(1500),
             max_offers_per_call: 16,
             max_pending: 1024,
@@ -207,7 +210,6 @@ impl Config {
             advert_interval: Duration::from_secs(2),
             advert_ttl: Duration::from_secs(20),
             discovery_interval: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(20),
             ..Self::default()
         }
     }
