@@ -8,7 +8,7 @@
 use super::node::{KeyArgs, MeshArgs, api, shutdown_signal};
 use agora::market::admission::AdmissionConfig;
 use agora::market::provider::{Provider, ProviderConfig, ProviderStats, initial_offers};
-use agora::market::runner::{KNOWN_MODELS, ModelRunner};
+use agora::market::runner::{Fault, KNOWN_MODELS, ModelRunner};
 use agora_inference::backend::DevicePreference;
 use agora_ledger::balances::Genesis;
 use agora_ledger::store::{ReceiptStore, ReceiptWriter};
@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// Queries per second one client may sustain (burst: twice that) [default: 50].
     #[arg(long, value_name = "QPS")]
     pub rate_limit: Option<u32>,
+    /// Chaos testing only: answer wrongly on purpose (e.g. wrong-embeddings), so that tests can
+    /// show validators taking a faulty miner's incentive away.
+    #[arg(long, value_enum, hide = true)]
+    pub fault: Option<Fault>,
 }
 
 /// Prices per model from `--price` flags over the defaults.
@@ -132,7 +136,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runner = ModelRunner::load(&args.models, DevicePreference::from_env(), |line| {
         println!("{line}");
         let _ = std::io::stdout().flush();
-    })?;
+    })?
+    .with_fault(args.fault);
+    if let Some(fault) = args.fault {
+        eprintln!("warning: serving with the deliberate fault {fault:?} (chaos testing)");
+    }
     let prices = prices(&args.prices, &runner.serves())?;
     let mut admission = AdmissionConfig::default();
     if let Some(limit) = args.credit_limit {

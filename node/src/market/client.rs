@@ -296,7 +296,20 @@ impl MarketClient {
         model: &str,
         input: &EmbedInput,
     ) -> Result<Settled<EmbedOutput>, MarketError> {
-        self.embed_avoiding(model, input, HashSet::new()).await
+        self.embed_avoiding(model, input, HashSet::new(), None)
+            .await
+    }
+
+    /// Embeds texts with `model` at `peer` only: no policy choice and no failover. Validators use
+    /// it to challenge one given miner, whose answer (or silence) is what they score.
+    pub async fn embed_at(
+        &self,
+        peer: PeerId,
+        model: &str,
+        input: &EmbedInput,
+    ) -> Result<Settled<EmbedOutput>, MarketError> {
+        self.embed_avoiding(model, input, HashSet::new(), Some(peer))
+            .await
     }
 
     async fn embed_avoiding(
@@ -304,6 +317,7 @@ impl MarketClient {
         model: &str,
         input: &EmbedInput,
         avoid: HashSet<PeerId>,
+        only: Option<PeerId>,
     ) -> Result<Settled<EmbedOutput>, MarketError> {
         let texts = input.texts.len();
         let check = move |out: &EmbedOutput| {
@@ -311,7 +325,8 @@ impl MarketClient {
                 .then_some(())
                 .ok_or_else(|| format!("{} vectors for {texts} texts", out.vectors.len()))
         };
-        self.query(Task::Embed, model, input, check, avoid).await
+        self.query(Task::Embed, model, input, check, avoid, only)
+            .await
     }
 
     /// Continues a chat with `model`.
@@ -320,7 +335,20 @@ impl MarketClient {
         model: &str,
         input: &GenerateInput,
     ) -> Result<Settled<GenerateOutput>, MarketError> {
-        self.generate_avoiding(model, input, HashSet::new()).await
+        self.generate_avoiding(model, input, HashSet::new(), None)
+            .await
+    }
+
+    /// Continues a chat with `model` at `peer` only: no policy choice and no failover (see
+    /// [`Self::embed_at`]).
+    pub async fn generate_at(
+        &self,
+        peer: PeerId,
+        model: &str,
+        input: &GenerateInput,
+    ) -> Result<Settled<GenerateOutput>, MarketError> {
+        self.generate_avoiding(model, input, HashSet::new(), Some(peer))
+            .await
     }
 
     async fn generate_avoiding(
@@ -328,6 +356,7 @@ impl MarketClient {
         model: &str,
         input: &GenerateInput,
         avoid: HashSet<PeerId>,
+        only: Option<PeerId>,
     ) -> Result<Settled<GenerateOutput>, MarketError> {
         let max_tokens = input.max_tokens as usize;
         let check = move |out: &GenerateOutput| {
@@ -335,7 +364,8 @@ impl MarketClient {
                 .then_some(())
                 .ok_or_else(|| format!("{} tokens for at most {max_tokens}", out.token_ids.len()))
         };
-        self.query(Task::Generate, model, input, check, avoid).await
+        self.query(Task::Generate, model, input, check, avoid, only)
+            .await
     }
 
     /// Sends one embedding query to `k` providers at once, pays each, and compares their vectors.
@@ -349,7 +379,7 @@ impl MarketClient {
             .redundant(Task::Embed, model, k, |client, avoid| {
                 let input = input.clone();
                 let model = model.to_string();
-                async move { client.embed_avoiding(&model, &input, avoid).await }
+                async move { client.embed_avoiding(&model, &input, avoid, None).await }
             })
             .await?;
         let agreement = compare_embeddings(&answers);
@@ -371,7 +401,7 @@ impl MarketClient {
             .redundant(Task::Generate, model, k, |client, avoid| {
                 let input = input.clone();
                 let model = model.to_string();
-                async move { client.generate_avoiding(&model, &input, avoid).await }
+                async move { client.generate_avoiding(&model, &input, avoid, None).await }
             })
             .await?;
         let agreement = compare_generations(&answers);
@@ -551,6 +581,8 @@ impl MarketClient {
     }
 
     /// One query with failover; `check` is the task's own sanity check of a decoded output.
+    /// With `only`, the query goes to that provider alone (directly, whatever the mode) and
+    /// nowhere else.
     async fn query<I: Payload, O: Payload>(
         &self,
         task: Task,
@@ -558,6 +590,7 @@ impl MarketClient {
         input: &I,
         check: impl Fn(&O) -> Result<(), String>,
         avoid: HashSet<PeerId>,
+        only: Option<PeerId>,
     ) -> Result<Settled<O>, MarketError> {
         let started = Instant::now();
         let input = input.to_bytes()?;
@@ -590,13 +623,21 @@ impl MarketClient {
                 break;
             }
             let request = self.sign_request(query_id, task, model, &input, deadline_ms)?;
-            let outcome = match self.inner.config.mode {
-                Mode::Direct => {
-                    let ranked = self.ranked_providers(task, model).await?;
-                    let Some(choice) = ranked.into_iter().find(|c| !tried.contains(&c.peer)) else {
-                        break;
+            let outcome = match (self.inner.config.mode, only) {
+                (Mode::Direct, _) | (Mode::Open, Some(_)) => {
+                    let peer = match only {
+                        Some(peer) if !tried.contains(&peer) => peer,
+                        Some(_) => break,
+                        None => {
+                            let ranked = self.ranked_providers(task, model).await?;
+                            let Some(choice) =
+                                ranked.into_iter().find(|c| !tried.contains(&c.peer))
+                            else {
+                                break;
+                            };
+                            choice.peer
+                        }
                     };
-                    let peer = choice.peer;
                     tried.insert(peer);
                     asked_anyone = true;
                     self.policy().started(peer, Instant::now());
@@ -604,7 +645,7 @@ impl MarketClient {
                         tokio::time::timeout(left, self.inner.overlay.query(peer, request)).await;
                     (peer, result)
                 }
-                Mode::Open => {
+                (Mode::Open, None) => {
                     let announcement = self.announce(&request)?;
                     match tokio::time::timeout(
                         left,

@@ -130,6 +130,39 @@ struct Loaded {
 #[derive(Debug, Clone)]
 pub struct ModelRunner {
     models: Arc<Vec<Loaded>>,
+    fault: Option<Fault>,
+}
+
+/// A deliberate misbehaviour, for chaos tests of validators (`agora serve --fault`, hidden): an
+/// honest miner never sets one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// Adds noise (uniform in ±0.1 per component) to every embedding, so each vector's cosine to the
+    /// true one falls far below what a validator accepts.
+    WrongEmbeddings,
+}
+
+/// Adds `Fault::WrongEmbeddings` noise to an encoded [`EmbedOutput`]. The noise comes from the
+/// clock: it only has to be wrong, not reproducible.
+fn corrupt_embeddings(bytes: Vec<u8>) -> Result<Vec<u8>, RunnerError> {
+    let mut output =
+        EmbedOutput::from_bytes(&bytes).map_err(|e| RunnerError::Failed(e.to_string()))?;
+    let mut state = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        | 1;
+    for value in output.vectors.iter_mut().flatten() {
+        // xorshift64: enough randomness for noise.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let unit = (state >> 11) as f32 / (1u64 << 53) as f32;
+        *value += (unit - 0.5) * 0.2;
+    }
+    output
+        .to_bytes()
+        .map_err(|e| RunnerError::Failed(e.to_string()))
 }
 
 fn known_names() -> String {
@@ -202,7 +235,14 @@ impl ModelRunner {
         }
         Ok(Self {
             models: Arc::new(loaded),
+            fault: None,
         })
+    }
+
+    /// This runner with a deliberate fault (chaos testing only; see [`Fault`]).
+    pub fn with_fault(mut self, fault: Option<Fault>) -> Self {
+        self.fault = fault;
+        self
     }
 
     /// What this runner serves: (task, model) pairs, in load order.
@@ -247,7 +287,13 @@ impl ModelRunner {
                 model: model.to_string(),
             })?;
         match &loaded.engine {
-            Engine::Embed(scheduler) => embed(scheduler, input, deadline).await,
+            Engine::Embed(scheduler) => {
+                let output = embed(scheduler, input, deadline).await?;
+                match self.fault {
+                    Some(Fault::WrongEmbeddings) => corrupt_embeddings(output),
+                    None => Ok(output),
+                }
+            }
             Engine::Generate(scheduler) => {
                 let input = GenerateInput::from_bytes(input)
                     .map_err(|e| RunnerError::BadInput(e.to_string()))?;
