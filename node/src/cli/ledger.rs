@@ -42,14 +42,14 @@ impl LedgerPaths {
             .join("ledger"))
     }
 
-    fn log_path(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn log_path(&self) -> anyhow::Result<PathBuf> {
         match &self.log {
             Some(path) => Ok(path.clone()),
             None => Ok(Self::dir()?.join("log")),
         }
     }
 
-    fn genesis_path(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn genesis_path(&self) -> anyhow::Result<PathBuf> {
         match &self.genesis {
             Some(path) => Ok(path.clone()),
             None => Ok(Self::dir()?.join("genesis.json")),
@@ -68,7 +68,7 @@ impl LedgerPaths {
     }
 
     /// The state after every block of the log.
-    fn state(&self) -> anyhow::Result<LedgerState> {
+    pub(crate) fn state(&self) -> anyhow::Result<LedgerState> {
         let genesis = self.genesis()?.to_state();
         let path = self.log_path()?;
         if !path.exists() {
@@ -289,6 +289,8 @@ pub enum LedgerCommand {
     Status(LedgerReadArgs),
     /// Seal empty blocks (the local log's clock: epochs run at their blocks).
     Seal(SealArgs),
+    /// Seal an empty block every --block-time ms until stopped: the local log's running clock.
+    Run(super::ledger_run::RunArgs),
 }
 
 /// `agora ledger init`.
@@ -506,6 +508,7 @@ pub fn ledger(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         LedgerCommand::Init(args) => init(&args),
         LedgerCommand::Status(args) => status(&args),
+        LedgerCommand::Run(args) => super::ledger_run::run(&args),
         LedgerCommand::Seal(args) => {
             let path = args.ledger.log_path()?;
             if let Some(dir) = path.parent() {

@@ -5,11 +5,13 @@ pub mod demo;
 pub mod gateway;
 pub mod infer;
 pub mod ledger;
+pub mod ledger_run;
 pub mod node;
 pub mod peers;
 pub mod query;
 pub mod receipts;
 pub mod serve;
+pub mod validate;
 pub mod wallet;
 
 use clap::{Parser, Subcommand};
@@ -68,6 +70,8 @@ pub enum Command {
     Node(node::NodeArgs),
     /// Serve models to the mesh: a miner.
     Serve(serve::ServeArgs),
+    /// Challenge the subnet's miners, score them and publish weights on the ledger: a validator.
+    Validate(validate::ValidateArgs),
     /// Show the peers a running node (`agora node --http ...`) is connected to.
     Peers(peers::PeersArgs),
     /// Show the providers a running node knows, from signed adverts and the DHT.
@@ -95,6 +99,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ledger(cmd) => ledger::ledger(cmd),
         Command::Node(args) => node::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Validate(args) => validate::run(args),
         Command::Peers(args) => peers::run_peers(args),
         Command::Providers(args) => peers::run_providers(args),
         Command::Query(args) => query::run(args),

@@ -4,6 +4,7 @@
 //! open call), checks and countersigns the answer, stores the receipt, and prints a table (or JSON).
 //! `--redundancy k` asks k providers and says whether they agree.
 
+use super::ledger::LedgerPaths;
 use super::node::{KeyArgs, MeshArgs, TempStore, receipts_location};
 use agora::market::client::{
     Agreement, ClientConfig, MarketClient, MarketError, Mode, Settled, short_peer,
@@ -41,6 +42,9 @@ pub struct ClientArgs {
     /// Direct (pick a provider by policy) or open (announce, collect offers, award).
     #[arg(long, value_enum, default_value_t = ModeArg::Direct)]
     pub mode: ModeArg,
+    /// The ledger: where it exists, each provider's consensus incentive is its reputation.
+    #[command(flatten)]
+    pub ledger: LedgerPaths,
 }
 
 /// `--mode` values.
@@ -102,8 +106,44 @@ impl ClientArgs {
                 ..ClientConfig::default()
             },
         );
+        match reputation(&self.ledger, subnet) {
+            Ok(reputation) => client.set_reputation(reputation),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "no consensus reputation"),
+        }
         Ok((client, temp))
     }
+}
+
+/// Each provider's reputation on `subnet`: its consensus incentive over the subnet's highest, by
+/// the peer id its hotkey gives. Empty where this machine has no ledger genesis.
+fn reputation(
+    ledger: &LedgerPaths,
+    subnet: u16,
+) -> anyhow::Result<Vec<(agora_overlay::PeerId, f64)>> {
+    if !ledger.genesis_path()?.exists() {
+        return Ok(Vec::new());
+    }
+    let state = ledger.state()?;
+    let Some(subnet) = state.subnet(subnet) else {
+        return Ok(Vec::new());
+    };
+    let max = subnet
+        .neurons
+        .iter()
+        .map(|n| n.incentive_u16)
+        .max()
+        .unwrap_or(0);
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(subnet
+        .neurons
+        .iter()
+        .filter_map(|n| {
+            let peer = agora_overlay::peer_id_of(&n.hotkey).ok()?;
+            Some((peer, f64::from(n.incentive_u16) / f64::from(max)))
+        })
+        .collect())
 }
 
 /// Ask the mesh: embed texts or continue a chat, pay, print the answer and its receipt.
