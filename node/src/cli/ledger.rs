@@ -19,6 +19,9 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// Longest a command waits for another writer to release the local log.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Where the ledger is on this machine.
 #[derive(Debug, Args)]
 pub struct LedgerPaths {
@@ -91,7 +94,8 @@ impl LedgerPaths {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let block = {
-            let mut log = LocalLog::open(&path)
+            // Another writer (the block clock, a validator) may hold the log for a moment: wait.
+            let mut log = agora::market::validator::open_writer(&path, LOCK_WAIT)
                 .with_context(|| format!("opening the ledger log {} to write", path.display()))?;
             log.append(&tx)?;
             log.seal_block()?
@@ -514,7 +518,7 @@ pub fn ledger(cmd: LedgerCommand) -> anyhow::Result<ExitCode> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let mut log = LocalLog::open(&path)?;
+            let mut log = agora::market::validator::open_writer(&path, LOCK_WAIT)?;
             let mut last = None;
             for _ in 0..args.blocks {
                 last = Some(log.seal_block()?);
