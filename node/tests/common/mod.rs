@@ -184,3 +184,145 @@ pub fn venv_python() -> String {
     assert!(out.status.success(), "scripts/setup-python failed");
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
+
+// ---- helpers of the reliability tests (crash, churn, flood) --------------------------------------
+
+/// A loopback TCP port that was free a moment ago (bound, then released), so a miner can be
+/// restarted on the same address.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Creates wallet `name` under `wallets` with a hotkey stored in plaintext (and a fast KDF for the
+/// coldkey), so `agora serve --wallet-path wallets --wallet name` starts with no prompt and keeps
+/// its peer id across restarts.
+pub fn new_wallet(wallets: &Path, name: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args([
+            "wallet",
+            "new",
+            "--name",
+            name,
+            "--password-env",
+            "COLD_PW",
+            "--no-hotkey-password",
+            "--insecure-fast-kdf",
+            "--json",
+        ])
+        .env("AGORA_WALLET_PATH", wallets)
+        .env("COLD_PW", "cold password for tests")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "agora wallet new {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A running `agora serve`: its process, peer id and full listen address.
+pub struct Served {
+    pub proc: Proc,
+    pub peer: agora_overlay::PeerId,
+    pub listen: agora_overlay::Multiaddr,
+}
+
+/// Starts `agora serve --loopback` for wallet `name` (made by [`new_wallet`]) on `port`, storing
+/// receipts in `receipts`, with `extra` flags (models, prices, bootstrap); waits for `ready`.
+pub fn start_serve(
+    name: &str,
+    wallets: &Path,
+    receipts: &Path,
+    port: u16,
+    extra: &[&str],
+) -> Served {
+    let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let mut args = vec![
+        "serve",
+        "--wallet-path",
+        wallets.to_str().unwrap(),
+        "--wallet",
+        name,
+        "--loopback",
+        "--listen",
+        &listen,
+        "--receipts",
+        receipts.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let proc = Proc::start(name, Path::new(env!("CARGO_BIN_EXE_agora")), &args);
+    let mut peer = None;
+    let mut addr = None;
+    proc.wait_for("ready", |l| {
+        let l = l.trim();
+        if let Some(p) = l.strip_prefix("peer ") {
+            peer = Some(p.parse().unwrap());
+        } else if let Some(a) = l.strip_prefix("listen ") {
+            addr.get_or_insert_with(|| a.parse().unwrap());
+        }
+        (l == "ready").then_some(())
+    });
+    Served {
+        proc,
+        peer: peer.expect("a peer line"),
+        listen: addr.expect("a listen line"),
+    }
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS` in /proc/PID/status); `None` once it is gone.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A small deterministic generator (xorshift64*) for random delays and choices that a failing run
+/// can repeat: the tests print their seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Seeded from `AGORA_TEST_SEED` if set, else from the clock.
+    pub fn from_env() -> Rng {
+        let seed = std::env::var("AGORA_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("random seed {seed} (AGORA_TEST_SEED={seed} repeats this run)");
+        Rng(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// A duration uniform in `lo..hi` milliseconds.
+    pub fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.below(hi.saturating_sub(lo).max(1)))
+    }
+}
