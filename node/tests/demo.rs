@@ -47,8 +47,27 @@ fn the_demo_runs_a_mesh_of_processes_and_settles_every_query() {
         .find(|l| l.trim_start().starts_with("client ") && l.contains("genesis"))
         .unwrap_or_else(|| panic!("no client balance line:\n{stdout}"));
     assert!(client_line.contains(" 99.946000000 "), "{client_line}");
+    // The validator scored every miner: Yuma gave each an incentive.
+    assert!(
+        stdout.contains(
+            "Metagraph of subnet 1 (Yuma consensus over the validator's revealed weights)"
+        ),
+        "{stdout}"
+    );
+    for miner in ["miner-1", "miner-2", "miner-3"] {
+        let row = stdout
+            .lines()
+            .find(|l| {
+                let mut words = l.split_whitespace();
+                words.next().is_some_and(|uid| uid.parse::<u16>().is_ok())
+                    && words.next() == Some(miner)
+            })
+            .unwrap_or_else(|| panic!("no metagraph row for {miner}:\n{stdout}"));
+        let incentive: f64 = row.split_whitespace().nth(5).unwrap().parse().unwrap();
+        assert!(incentive > 0.0, "{row}");
+    }
     // The wallets it made are real key files: an encrypted coldkey and a hotkey per wallet.
-    for name in ["client", "miner-1", "miner-2", "miner-3"] {
+    for name in ["client", "validator", "miner-1", "miner-2", "miner-3"] {
         assert!(
             dir.path().join(name).join("coldkey").is_file(),
             "{name} coldkey"

@@ -1,7 +1,10 @@
 //! `agora demo`: a whole marketplace on this machine, as separate processes on 127.0.0.1.
 //!
-//! It starts an `agora-bootstrap` node, three miners (`agora serve`: one serving both models, one
-//! each), and a client peer (`agora gateway`, the OpenAI-compatible front). The wallets are real
+//! It starts an `agora-bootstrap` node, three miners (`agora serve`: every one serves embeddings, two
+//! serve generation too), a validator (`agora validate`) with a block clock (`agora ledger run`) on a
+//! local ledger where all of them are registered, and a client peer (`agora gateway`, the
+//! OpenAI-compatible front). The validator challenges the miners and publishes weights by commit and
+//! reveal; Yuma consensus turns them into the metagraph the demo prints. The wallets are real
 //! encrypted key files, the client is funded by a genesis file, the miners find each other and the
 //! client only through the bootstrap's DHT and gossip. The demo then sends embedding and chat
 //! requests to the client's gateway over HTTP, prints who answered, how fast, for how much and under
@@ -9,6 +12,7 @@
 //! stores: every receipt the client holds is held, countersigned, by the miner that earned it.
 
 mod http;
+mod ledger;
 mod processes;
 
 use agora_ledger::balances::{Balances, Genesis, UNITS_PER_TOKEN, format_units};
@@ -76,7 +80,10 @@ const MINERS: [MinerSpec; 3] = [
     },
     MinerSpec {
         name: "miner-3",
-        models: &[agora_inference::model_cache::SMOLLM2],
+        models: &[
+            agora_inference::model_cache::MINILM,
+            agora_inference::model_cache::SMOLLM2,
+        ],
     },
 ];
 
@@ -113,24 +120,53 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             agora.display()
         );
     }
-    println!("Agora demo: a bootstrap node, three miners and a client, as processes on 127.0.0.1.");
+    println!(
+        "Agora demo: a bootstrap node, three miners, a validator and a client, as processes on 127.0.0.1."
+    );
     println!("files in {}", dir.display());
 
     progress(
         "creating wallets (Argon2id-encrypted coldkeys, BIP-39 backups, hotkeys as identities)",
     );
-    let client_key = create_wallet(&dir, "client")?;
-    let mut miner_keys = Vec::new();
+    let client_key = create_wallet(&dir, "client")?.hot;
+    let validator_keys = create_wallet(&dir, "validator")?;
+    let mut miner_wallets = Vec::new();
     for miner in &MINERS {
-        miner_keys.push(create_wallet(&dir, miner.name)?);
+        miner_wallets.push(create_wallet(&dir, miner.name)?);
     }
+    let miner_keys: Vec<SecretKey> = miner_wallets.iter().map(|k| k.hot.clone()).collect();
     let genesis_path = dir.join("genesis.json");
-    let genesis = Genesis::new(BTreeMap::from([(client_key.public(), CLIENT_FUNDS)]))?;
+    // Query payments come from hotkeys: the client's, and the validator's (its challenges are paid
+    // queries like any other).
+    let genesis = Genesis::new(BTreeMap::from([
+        (client_key.public(), CLIENT_FUNDS),
+        (validator_keys.hot.public(), CLIENT_FUNDS),
+    ]))?;
     genesis.save(&genesis_path)?;
     println!(
-        "  genesis: the client holds {} tokens",
+        "  genesis: the client and the validator hold {} tokens each",
         format_units(CLIENT_FUNDS)
     );
+
+    progress(&format!(
+        "setting up the ledger: subnet {} (epochs of 10 blocks), the miners and a validator registered, the validator staked",
+        ledger::NETUID
+    ));
+    let miner_refs: Vec<&ledger::Keys> = miner_wallets.iter().collect();
+    let ledger_files = ledger::set_up(&dir, &validator_keys, &miner_refs)?;
+    let ledger_flags = strings(&[
+        "--ledger-log",
+        &ledger_files.log.to_string_lossy(),
+        "--ledger-genesis",
+        &ledger_files.genesis.to_string_lossy(),
+    ]);
+    let mut clock_args = strings(&["ledger", "run", "--block-time", "200"]);
+    clock_args.extend(ledger_flags.iter().cloned());
+    let mut clock = Proc::start("clock", &agora, &clock_args, args.show_logs)?;
+    clock.wait_for("its first line", START_DEADLINE, false, |line| {
+        line.starts_with("sealing").then_some(())
+    })?;
+    println!("  a block every 200 ms (agora ledger run)");
 
     progress("starting the bootstrap node");
     let mut bootstrap = Proc::start(
@@ -197,6 +233,32 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         miner_peers.push(peer);
     }
 
+    progress(
+        "starting the validator (agora validate): it challenges every miner and publishes weights",
+    );
+    let mut validator_args = strings(&[
+        "validate",
+        "--wallet",
+        "validator",
+        "--wallet-path",
+        &dir.to_string_lossy(),
+        "--loopback",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--bootstrap",
+        &boot_addr,
+        "--subnet",
+        &ledger::NETUID.to_string(),
+        "--receipts",
+        &dir.join("validator.redb").to_string_lossy(),
+        "--state-dir",
+        &dir.join("validator-state").to_string_lossy(),
+        "--round-interval-ms",
+        "1000",
+    ]);
+    validator_args.extend(ledger_flags.iter().cloned());
+    let mut validator = Proc::start("validator", &agora, &validator_args, args.show_logs)?;
+
     progress("starting the client peer with its OpenAI-compatible gateway (agora gateway)");
     let client_store = dir.join("client.redb");
     let mut gateway = Proc::start(
@@ -215,6 +277,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             &boot_addr,
             "--receipts",
             &client_store.to_string_lossy(),
+            "--ledger-log",
+            &ledger_files.log.to_string_lossy(),
+            "--ledger-genesis",
+            &ledger_files.genesis.to_string_lossy(),
         ]),
         args.show_logs,
     )?;
@@ -269,6 +335,33 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         rows.push(chat(base, prompt)?);
     }
     print_table(&rows);
+
+    progress("waiting for the validator's weights to be revealed and an epoch to score the miners");
+    let revealed = validator.wait_for("a reveal of its weights", START_DEADLINE, true, |line| {
+        line.strip_prefix("revealed weights on subnet ")
+            .and_then(|rest| rest.split(" at block ").nth(1))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|h| h.parse::<u64>().ok())
+    })?;
+    let scored_end = Instant::now() + START_DEADLINE;
+    let graph = loop {
+        let graph = ledger::metagraph(&ledger_files)?;
+        let miners_scored = graph
+            .iter()
+            .filter(|r| r.hotkey != validator_keys.hot.public().to_hex())
+            .all(|r| r.incentive_u16 > 0);
+        let height = ledger::state(&ledger_files)?.height();
+        if miners_scored && height > revealed {
+            break graph;
+        }
+        if Instant::now() > scored_end {
+            bail!("the miners were not scored within {START_DEADLINE:?} of the reveal");
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    print_metagraph(&graph, &validator_keys, &MINERS, &miner_keys);
+    validator.stop(Duration::from_secs(10));
+    clock.stop(Duration::from_secs(10));
 
     progress("stopping the client and the miners, then reading their receipt stores");
     gateway.stop(Duration::from_secs(10));
@@ -337,9 +430,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!(
-        "  no validator yet: scoring miners and Yuma weights on the mesh arrive with the consensus work"
-    );
-    println!(
         "done in {:.1} s: {} queries answered, paid and receipted by both sides",
         started.elapsed().as_secs_f64(),
         rows.len()
@@ -362,8 +452,8 @@ fn short(text: &str) -> String {
 }
 
 /// Creates a wallet with an encrypted coldkey and a plaintext hotkey (a node loads it unattended),
-/// and returns the hotkey.
-fn create_wallet(root: &Path, name: &str) -> anyhow::Result<SecretKey> {
+/// and returns both keys.
+fn create_wallet(root: &Path, name: &str) -> anyhow::Result<ledger::Keys> {
     let wallet = Wallet::new(root, name)?;
     let mut secret = [0u8; 24];
     agora_protocols::keys::fill_random(&mut secret);
@@ -380,7 +470,54 @@ fn create_wallet(root: &Path, name: &str) -> anyhow::Result<SecretKey> {
         Protection::Plaintext,
         Overwrite::Refuse,
     )?;
-    Ok(wallet.unlock_hotkey("default", None)?)
+    Ok(ledger::Keys {
+        cold: wallet.unlock_coldkey(&password)?,
+        hot: wallet.unlock_hotkey("default", None)?,
+    })
+}
+
+/// The subnet's metagraph, named.
+fn print_metagraph(
+    rows: &[agora_ledger::state::MetagraphRow],
+    validator: &ledger::Keys,
+    miners: &[MinerSpec],
+    miner_keys: &[SecretKey],
+) {
+    let name = |hotkey: &str| {
+        if hotkey == validator.hot.public().to_hex() {
+            return "validator".to_string();
+        }
+        miners
+            .iter()
+            .zip(miner_keys)
+            .find(|(_, k)| k.public().to_hex() == hotkey)
+            .map(|(m, _)| m.name.to_string())
+            .unwrap_or_else(|| short(hotkey))
+    };
+    let p = |x: u16| f64::from(x) / 65535.0;
+    println!();
+    println!(
+        "Metagraph of subnet {} (Yuma consensus over the validator's revealed weights):",
+        ledger::NETUID
+    );
+    println!(
+        "  {:>3} {:<10} {:>14} {:>7} {:>7} {:>7} {:>7} {:>14} {:>6}",
+        "uid", "neuron", "stake", "vtrust", "cons", "incent", "divs", "emission", "permit"
+    );
+    for r in rows {
+        println!(
+            "  {:>3} {:<10} {:>14} {:>7.4} {:>7.4} {:>7.4} {:>7.4} {:>14} {:>6}",
+            r.uid,
+            name(&r.hotkey),
+            format_units(r.stake),
+            p(r.validator_trust_u16),
+            p(r.consensus_u16),
+            p(r.incentive_u16),
+            p(r.dividends_u16),
+            format_units(r.emission),
+            r.validator_permit
+        );
+    }
 }
 
 /// The answer's provenance from the gateway's headers.
