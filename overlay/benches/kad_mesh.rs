@@ -412,15 +412,26 @@ fn main() {
             "provider records published after {:.1} s",
             started.elapsed().as_secs_f64()
         );
-        let mut holders_per_key = Vec::new();
+        // Who holds each record: every node asked at once (one at a time, each answer waits behind
+        // 200 busy swarms in the scheduler's queue).
+        let mut holders: Vec<Vec<bool>> = Vec::new();
         for (key, _) in &keys {
-            let mut holders = 0;
+            let mut answers = Vec::with_capacity(n);
             for node in &nodes {
-                let key = key.clone();
-                holders += usize::from(node.ask(|tx| Cmd::Holds(key, tx)).await);
+                let (tx, rx) = oneshot::channel();
+                node.tx.send(Cmd::Holds(key.clone(), tx)).await.unwrap();
+                answers.push(rx);
             }
-            holders_per_key.push(holders as f64);
+            let mut held = Vec::with_capacity(n);
+            for rx in answers {
+                held.push(rx.await.unwrap());
+            }
+            holders.push(held);
         }
+        let holders_per_key: Vec<f64> = holders
+            .iter()
+            .map(|h| h.iter().filter(|x| **x).count() as f64)
+            .collect();
         eprintln!(
             "{keys_n} provider records published; holders per key median {}",
             percentile(&holders_per_key, 0.5)
@@ -434,11 +445,7 @@ fn main() {
             let (key, _) = &keys[i % keys.len()];
             // The origin is a node that does not hold the record itself (else there is no lookup).
             let mut o = (i * 53 + 11) % n;
-            loop {
-                let k = key.clone();
-                if !nodes[o].ask(|tx| Cmd::Holds(k, tx)).await {
-                    break;
-                }
+            while holders[i % keys.len()][o] {
                 o = (o + 1) % n;
             }
             let origin = &nodes[o];
