@@ -46,6 +46,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("binding {}", args.listen))?;
         let address = listener.local_addr()?;
+        let shutdown = super::node::shutdown_signal();
         println!("peer {}", client.overlay().peer_id());
         println!("gateway http://{address}/v1");
         println!("ready");
@@ -59,14 +60,9 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
             ..GatewayConfig::default()
         };
         let backend = Arc::new(client);
-        serve_with_shutdown(
-            listener,
-            Arc::clone(&backend),
-            config,
-            super::node::shutdown_signal(),
-        )
-        .await
-        .context("the gateway stopped")?;
+        serve_with_shutdown(listener, Arc::clone(&backend), config, shutdown)
+            .await
+            .context("the gateway stopped")?;
         // Countersignatures still on their way to providers are delivered before we go.
         let unacknowledged = backend
             .flush_settlements(backend.config().settle_timeout)

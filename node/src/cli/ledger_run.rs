@@ -51,7 +51,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     // The signal listener runs on its own thread; the sealing loop only checks the flag.
     std::thread::spawn(move || {
-        runtime.block_on(super::node::shutdown_signal());
+        runtime.block_on(async { super::node::shutdown_signal().await });
         flag.store(true, Ordering::SeqCst);
     });
     let block_time = Duration::from_millis(args.block_time.max(1));

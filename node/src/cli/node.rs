@@ -286,25 +286,39 @@ async fn serve(key: SecretKey, config: Config, http: Option<SocketAddr>) -> anyh
             }
         });
     }
+    let shutdown = shutdown_signal();
     println!("ready");
     use std::io::Write;
     std::io::stdout().flush()?;
 
-    shutdown_signal().await;
+    shutdown.await;
     Ok(())
 }
 
-/// Waits for Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = async {
-            match term.as_mut() {
-                Some(term) => { term.recv().await; }
-                None => std::future::pending::<()>().await,
-            }
-        } => {}
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+///
+/// The handlers are installed when this is *called*, not when the future is first polled: call it
+/// before telling anyone you are ready, or a SIGTERM sent right after "ready" kills the process
+/// with the default action instead of shutting it down cleanly. Call it inside the runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    async move {
+        tokio::select! {
+            _ = next(term.as_mut()) => {}
+            _ = next(interrupt.as_mut()) => {}
+        }
+    }
+}
+
+/// The next delivery of a signal, or never when its handler could not be installed.
+async fn next(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending::<()>().await,
     }
 }
 

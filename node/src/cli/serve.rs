@@ -177,9 +177,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 }
             });
         }
+        let shutdown = shutdown_signal();
         writeln!(stdout, "ready")?;
         stdout.flush()?;
-        provider.run(events, shutdown_signal()).await;
+        provider.run(events, shutdown).await;
         // Everything answered is stored; let the writer finish and release the file.
         writer.close().await;
         anyhow::Ok(())

@@ -156,6 +156,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let result = runtime.block_on(async {
+        let shutdown = shutdown_signal();
         let (client, _temp) = args.client.connect("validate").await?;
         let prober = Prober {
             client,
@@ -178,7 +179,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                 .flush_settlements(Duration::from_secs(5))
                 .await;
         });
-        shutdown_signal().await;
+        shutdown.await;
         shared.stop.store(true, Ordering::SeqCst);
         let _ = tokio::time::timeout(Duration::from_secs(10), probing).await;
         anyhow::Ok(())
