@@ -4,65 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{agora_in as agora, agora_ok as ok};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-const PW: &str = "correct horse battery staple 42";
-
-fn agora(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agora"))
-        .args(args)
-        .env("AGORA_WALLET_PATH", dir.join("wallets"))
-        .env("AGORA_LEDGER_LOG", dir.join("ledger.log"))
-        .env("AGORA_LEDGER_GENESIS", dir.join("genesis.json"))
-        .env("PW", PW)
-        .output()
-        .unwrap()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = agora(dir, args);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "agora {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn new_wallet(dir: &Path, name: &str) -> (String, String) {
-    let out = ok(
-        dir,
-        &[
-            "wallet",
-            "new",
-            "--name",
-            name,
-            "--password-env",
-            "PW",
-            "--no-hotkey-password",
-            "--insecure-fast-kdf",
-            "--json",
-        ],
-    );
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let text = v.to_string();
-    // The coldkey and hotkey public keys, wherever the JSON keeps them.
-    let cold = v["coldkey"]["public_key"]
-        .as_str()
-        .or_else(|| v["coldkey"]["public"].as_str())
-        .unwrap_or_else(|| panic!("no coldkey public key in {text}"))
-        .to_string();
-    let hot = v["hotkeys"][0]["public_key"]
-        .as_str()
-        .or_else(|| v["hotkey"]["public_key"].as_str())
-        .or_else(|| v["hotkey"]["public"].as_str())
-        .unwrap_or_else(|| panic!("no hotkey public key in {text}"))
-        .to_string();
-    (cold, hot)
-}
 
 fn status(dir: &Path) -> Value {
     serde_json::from_str(&ok(dir, &["ledger", "status", "--json"])).unwrap()
@@ -72,15 +18,15 @@ fn status(dir: &Path) -> Value {
 fn ledger_commands_on_a_local_log() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let (alice, alice_hot) = new_wallet(dir, "alice");
-    let (bob, _) = new_wallet(dir, "bob");
+    let (alice, alice_hot) = common::new_wallet(&dir.join("wallets"), "alice");
+    let (bob, _) = common::new_wallet(&dir.join("wallets"), "bob");
     ok(
         dir,
         &["ledger", "init", "--account", &format!("{alice}=1000")],
     );
 
     fn with<'a>(cmd: &[&'a str]) -> Vec<&'a str> {
-        [cmd, &["--wallet", "alice", "--password-env", "PW"][..]].concat()
+        [cmd, &["--wallet", "alice", "--password-env", "COLD_PW"][..]].concat()
     }
 
     // A transfer moves free balance.

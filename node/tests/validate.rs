@@ -8,68 +8,12 @@
 
 mod common;
 
-use common::{DEADLINE, Proc, free_port, start_bootstrap, start_serve};
+use common::{DEADLINE, Proc, agora_ok as ok, free_port, new_wallet, start_bootstrap, start_serve};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const PW: &str = "cold password for tests";
 const MODEL: &str = "all-minilm-l6-v2";
-
-fn agora(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_agora"))
-        .args(args)
-        .env("AGORA_WALLET_PATH", dir.join("wallets"))
-        .env("AGORA_LEDGER_LOG", dir.join("ledger.log"))
-        .env("AGORA_LEDGER_GENESIS", dir.join("genesis.json"))
-        .env("COLD_PW", PW)
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    let out = agora(dir, args);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "agora {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// A wallet with a plaintext hotkey; returns (coldkey, hotkey) public keys in hex.
-fn wallet(dir: &Path, name: &str) -> (String, String) {
-    let out = ok(
-        dir,
-        &[
-            "wallet",
-            "new",
-            "--name",
-            name,
-            "--password-env",
-            "COLD_PW",
-            "--no-hotkey-password",
-            "--insecure-fast-kdf",
-            "--json",
-        ],
-    );
-    let v: Value = serde_json::from_str(&out).unwrap();
-    let cold = v["coldkey"]["public_key"]
-        .as_str()
-        .or_else(|| v["coldkey"]["public"].as_str())
-        .unwrap_or_else(|| panic!("no coldkey in {v}"))
-        .to_string();
-    let hot = v["hotkeys"][0]["public_key"]
-        .as_str()
-        .or_else(|| v["hotkey"]["public_key"].as_str())
-        .or_else(|| v["hotkey"]["public"].as_str())
-        .unwrap_or_else(|| panic!("no hotkey in {v}"))
-        .to_string();
-    (cold, hot)
-}
 
 fn height(dir: &Path) -> u64 {
     let v: Value = serde_json::from_str(&ok(dir, &["ledger", "status", "--json"])).unwrap();
@@ -97,7 +41,7 @@ fn a_validator_takes_a_faulty_miners_incentive_away() {
     let dir = tmp.path();
     let wallets = dir.join("wallets");
     let names = ["val", "honest1", "honest2", "faulty"];
-    let keys: Vec<(String, String)> = names.iter().map(|n| wallet(dir, n)).collect();
+    let keys: Vec<(String, String)> = names.iter().map(|n| new_wallet(&wallets, n)).collect();
 
     // Subnet 1 at genesis, owned by the validator's coldkey: tempo 10 (an epoch every 11 blocks),
     // commit-reveal with a one-epoch reveal period, a 5-block weights rate limit.

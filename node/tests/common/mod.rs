@@ -197,10 +197,13 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The coldkey password of every test wallet.
+pub const COLD_PW: &str = "cold password for tests";
+
 /// Creates wallet `name` under `wallets` with a hotkey stored in plaintext (and a fast KDF for the
 /// coldkey), so `agora serve --wallet-path wallets --wallet name` starts with no prompt and keeps
-/// its peer id across restarts.
-pub fn new_wallet(wallets: &Path, name: &str) {
+/// its peer id across restarts. Returns the coldkey's and the hotkey's public keys in hex.
+pub fn new_wallet(wallets: &Path, name: &str) -> (String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_agora"))
         .args([
             "wallet",
@@ -214,7 +217,7 @@ pub fn new_wallet(wallets: &Path, name: &str) {
             "--json",
         ])
         .env("AGORA_WALLET_PATH", wallets)
-        .env("COLD_PW", "cold password for tests")
+        .env("COLD_PW", COLD_PW)
         .env_remove("RUST_LOG")
         .output()
         .unwrap();
@@ -223,6 +226,45 @@ pub fn new_wallet(wallets: &Path, name: &str) {
         "agora wallet new {name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cold = v["coldkey"]["public_key"]
+        .as_str()
+        .or_else(|| v["coldkey"]["public"].as_str())
+        .unwrap_or_else(|| panic!("no coldkey in {v}"))
+        .to_string();
+    let hot = v["hotkeys"][0]["public_key"]
+        .as_str()
+        .or_else(|| v["hotkey"]["public_key"].as_str())
+        .or_else(|| v["hotkey"]["public"].as_str())
+        .unwrap_or_else(|| panic!("no hotkey in {v}"))
+        .to_string();
+    (cold, hot)
+}
+
+/// Runs `agora ARGS` with the wallets (`DIR/wallets`), the ledger log and genesis
+/// (`DIR/ledger.log`, `DIR/genesis.json`) under `dir`, and the coldkey password in `COLD_PW`.
+pub fn agora_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(args)
+        .env("AGORA_WALLET_PATH", dir.join("wallets"))
+        .env("AGORA_LEDGER_LOG", dir.join("ledger.log"))
+        .env("AGORA_LEDGER_GENESIS", dir.join("genesis.json"))
+        .env("COLD_PW", COLD_PW)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap()
+}
+
+/// [`agora_in`] that must succeed; returns its stdout.
+pub fn agora_ok(dir: &Path, args: &[&str]) -> String {
+    let out = agora_in(dir, args);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "agora {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// A running `agora serve`: its process, peer id and full listen address.
