@@ -72,8 +72,9 @@ pub struct MeshArgs {
     /// private test meshes, where AutoNAT never can).
     #[arg(long)]
     pub kad_server: bool,
-    /// A mesh on 127.0.0.1: implies --kad-server, uses listen addresses as external ones, speeds
-    /// up adverts and discovery.
+    /// A private test mesh (127.0.0.1 by default, or the addresses given to --listen, e.g. inside
+    /// network namespaces): implies --kad-server, uses listen addresses as external ones, speeds up
+    /// adverts and discovery. Not for the open internet.
     #[arg(long)]
     pub loopback: bool,
     /// When to take a relay reservation through a bootstrap node.
