@@ -20,7 +20,7 @@
 mod common;
 
 use agora_ledger::store::{ReceiptStore, StoredReceipt};
-use agora_overlay::{Client, Config, Multiaddr, PeerId, now_ms};
+use agora_overlay::{Client, Config, PeerId, now_ms};
 use agora_protocols::{
     ContentId, EmbedInput, Payload, ProviderReceipt, QueryRequest, Receipt, SecretKey, Signed, Task,
 };
@@ -102,22 +102,6 @@ async fn worker(
             Ok(Ok(_)) => acked.lock().unwrap().settled.push(receipt),
             _ => acked.lock().unwrap().unsettled.push(receipt),
         }
-    }
-}
-
-async fn connect(client: &Client, peer: PeerId, addr: &Multiaddr) {
-    let end = Instant::now() + common::DEADLINE;
-    loop {
-        let peers = client.peers().await.unwrap();
-        if peers
-            .iter()
-            .any(|p| p.peer == peer.to_string() && p.connected)
-        {
-            return;
-        }
-        assert!(Instant::now() < end, "never connected to the provider");
-        let _ = client.dial(addr.clone()).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -204,7 +188,7 @@ fn a_provider_killed_at_random_moments_loses_no_acknowledged_receipt() {
         }
         peer = Some(served.peer);
         let up = Instant::now();
-        rt.block_on(connect(&client, served.peer, &served.listen));
+        rt.block_on(common::connect_to(&client, served.peer, &served.listen));
         if workers.is_empty() {
             for _ in 0..WORKERS {
                 workers.push(rt.spawn(worker(

@@ -106,22 +106,6 @@ fn embed(text: &str) -> Vec<u8> {
     .unwrap()
 }
 
-async fn connect(client: &Client, peer: PeerId, addr: &Multiaddr) {
-    let end = Instant::now() + common::DEADLINE;
-    loop {
-        let peers = client.peers().await.unwrap();
-        if peers
-            .iter()
-            .any(|p| p.peer == peer.to_string() && p.connected)
-        {
-            return;
-        }
-        assert!(Instant::now() < end, "never connected to the provider");
-        let _ = client.dial(addr.clone()).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn node(key: &SecretKey) -> Client {
     let (client, mut events) = agora_overlay::spawn(key, Config::loopback(), None).unwrap();
     tokio::spawn(async move { while events.recv().await.is_some() {} });
@@ -335,7 +319,7 @@ fn a_flood_from_fifty_peers_is_refused_while_an_honest_peer_is_answered() {
     let honest_key = SecretKey::generate();
     let honest = rt.block_on(async {
         let c = node(&honest_key);
-        connect(&c, peer, &listen).await;
+        common::connect_to(&c, peer, &listen).await;
         c
     });
     // Warm up: the honest peer's first queries, so the baseline includes a model that has run.
@@ -367,7 +351,7 @@ fn a_flood_from_fifty_peers_is_refused_while_an_honest_peer_is_answered() {
             all.push((c, key));
         }
         for (c, _) in &all {
-            connect(c, peer, &listen).await;
+            common::connect_to(c, peer, &listen).await;
         }
         all
     });

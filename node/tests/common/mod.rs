@@ -368,3 +368,24 @@ impl Rng {
         Duration::from_millis(lo + self.below(hi.saturating_sub(lo).max(1)))
     }
 }
+
+/// Dials `addr` until the overlay reports a connection to `peer` (one generous deadline).
+pub async fn connect_to(
+    client: &agora_overlay::Client,
+    peer: agora_overlay::PeerId,
+    addr: &agora_overlay::Multiaddr,
+) {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let peers = client.peers().await.unwrap();
+        if peers
+            .iter()
+            .any(|p| p.peer == peer.to_string() && p.connected)
+        {
+            return;
+        }
+        assert!(Instant::now() < end, "never connected to the provider");
+        let _ = client.dial(addr.clone()).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
