@@ -24,13 +24,14 @@
 //! A second writer is refused with an error naming the holder. A lock left by a dead process (its
 //! pid no longer in `/proc`) is taken over; elsewhere, remove the file by hand.
 
+use crate::framing::{self, AppendError, Format, LockError, Parsed, WriterLock};
 use crate::state::tx::{MAX_TX_LEN, TX_ENVELOPE_OVERHEAD, Transaction};
 use crate::state::{BlockError, LedgerState, StateRoot, TxError};
 use agora_protocols::Signed;
 use agora_protocols::codec::{self, CodecError};
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -42,7 +43,6 @@ pub const MAX_BLOCK_TXS: usize = 10_000;
 const MAGIC: [u8; 4] = *b"AGL1";
 const KIND_TX: u8 = 1;
 const KIND_SEAL: u8 = 2;
-const HEADER_LEN: usize = 4 + 1 + 4 + 4 + 32;
 const MAX_PAYLOAD: usize = MAX_TX_LEN + TX_ENVELOPE_OVERHEAD;
 
 /// One block of the ordered log: transaction envelopes as they were appended.
@@ -166,89 +166,19 @@ struct Index {
     valid_len: u64,
 }
 
-fn header_check(kind: u8, len: u32) -> [u8; 4] {
-    let mut h = blake3::Hasher::new();
-    h.update(&MAGIC);
-    h.update(&[kind]);
-    h.update(&len.to_le_bytes());
-    let mut out = [0u8; 4];
-    out.copy_from_slice(&h.finalize().as_bytes()[..4]);
-    out
-}
-
-fn body_check(kind: u8, len: u32, payload: &[u8]) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
-    h.update(&[kind]);
-    h.update(&len.to_le_bytes());
-    h.update(payload);
-    *h.finalize().as_bytes()
-}
+/// The local log's framing: its own magic and kinds, payloads up to one transaction envelope.
+const FORMAT: Format = Format {
+    magic: MAGIC,
+    kinds: &[KIND_TX, KIND_SEAL],
+    max_payload: MAX_PAYLOAD,
+};
 
 fn encode_record(kind: u8, payload: &[u8]) -> Result<Vec<u8>, LogError> {
-    if payload.len() > MAX_PAYLOAD {
-        return Err(LogError::TooLarge(payload.len()));
-    }
-    let len = u32::try_from(payload.len()).map_err(|_| LogError::TooLarge(payload.len()))?;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(&MAGIC);
-    out.push(kind);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&header_check(kind, len));
-    out.extend_from_slice(&body_check(kind, len, payload));
-    out.extend_from_slice(payload);
-    Ok(out)
+    FORMAT.encode(kind, payload).map_err(LogError::TooLarge)
 }
 
-/// One record parsed from a buffer.
-enum Parsed<'a> {
-    Record {
-        kind: u8,
-        payload: &'a [u8],
-        next: usize,
-    },
-    /// The rest of the buffer is a torn tail starting here.
-    Torn,
-    /// A damaged record.
-    Corrupt(String),
-}
-
-/// Parses the record at `at` in `buf`, where `buf` runs to the end of the file.
 fn parse_record(buf: &[u8], at: usize) -> Parsed<'_> {
-    let rest = buf.get(at..).unwrap_or(&[]);
-    if rest.len() < HEADER_LEN {
-        return Parsed::Torn;
-    }
-    let field = |from: usize, to: usize| rest.get(from..to).unwrap_or(&[]);
-    let magic = field(0, 4);
-    let kind = rest.get(4).copied().unwrap_or(0);
-    let mut len_bytes = [0u8; 4];
-    len_bytes.copy_from_slice(field(5, 9));
-    let len = u32::from_le_bytes(len_bytes);
-    if magic != MAGIC || field(9, 13) != header_check(kind, len) {
-        if rest.iter().all(|b| *b == 0) {
-            return Parsed::Torn;
-        }
-        return Parsed::Corrupt("bad record header".into());
-    }
-    let len_usize = len as usize;
-    if (kind != KIND_TX && kind != KIND_SEAL) || len_usize > MAX_PAYLOAD {
-        return Parsed::Corrupt(format!("record of kind {kind} and length {len}"));
-    }
-    let end = HEADER_LEN + len_usize;
-    let Some(payload) = rest.get(HEADER_LEN..end) else {
-        return Parsed::Torn;
-    };
-    if field(13, HEADER_LEN) != body_check(kind, len, payload) {
-        if end == rest.len() {
-            return Parsed::Torn;
-        }
-        return Parsed::Corrupt("record checksum mismatch".into());
-    }
-    Parsed::Record {
-        kind,
-        payload,
-        next: at + end,
-    }
+    FORMAT.parse(buf, at)
 }
 
 impl Index {
@@ -334,67 +264,14 @@ impl Index {
     }
 }
 
-/// The lock file held by a writer; removed on drop.
-#[derive(Debug)]
-struct WriterLock {
-    path: PathBuf,
-}
-
-impl Drop for WriterLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
-}
-
-/// Whether `pid` is certainly dead: only answerable where `/proc` exists.
-fn pid_is_dead(pid: u32) -> bool {
-    pid != 0 && Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists()
-}
-
-impl WriterLock {
-    fn acquire(log: &Path) -> Result<Self, LogError> {
-        let lock = lock_path(log);
-        for _ in 0..2 {
-            match OpenOptions::new().write(true).create_new(true).open(&lock) {
-                Ok(mut f) => {
-                    let io = |source| LogError::Io {
-                        path: lock.clone(),
-                        source,
-                    };
-                    writeln!(f, "{}", std::process::id()).map_err(io)?;
-                    f.sync_all().map_err(io)?;
-                    return Ok(Self { path: lock });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let pid = std::fs::read_to_string(&lock)
-                        .ok()
-                        .and_then(|s| s.trim().parse::<u32>().ok())
-                        .unwrap_or(0);
-                    if pid_is_dead(pid) {
-                        // A crashed writer's lock: take it over (once).
-                        let _ = std::fs::remove_file(&lock);
-                        continue;
-                    }
-                    return Err(LogError::Locked {
-                        path: log.to_path_buf(),
-                        lock,
-                        pid,
-                    });
-                }
-                Err(source) => return Err(LogError::Io { path: lock, source }),
-            }
-        }
-        Err(LogError::Locked {
+fn lock_error(log: &Path, e: LockError) -> LogError {
+    match e {
+        LockError::Held { lock, pid } => LogError::Locked {
             path: log.to_path_buf(),
             lock,
-            pid: 0,
-        })
+            pid,
+        },
+        LockError::Io { lock, source } => LogError::Io { path: lock, source },
     }
 }
 
@@ -417,19 +294,8 @@ impl LocalLog {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(dir) = path.parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let lock = WriterLock::acquire(path)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io)?;
+        let lock = WriterLock::acquire(path).map_err(|e| lock_error(path, e))?;
+        let file = framing::open_for_append(path).map_err(io)?;
         let mut log = Self {
             path: path.to_path_buf(),
             file,
@@ -442,18 +308,9 @@ impl LocalLog {
         if torn {
             let len = log.file.metadata().map_err(io)?.len();
             log.recovered_tail = Some(len - log.index.valid_len);
-            log.file.set_len(log.index.valid_len).map_err(io)?;
-            log.file.sync_all().map_err(io)?;
-        }
-        if let Some(dir) = path.parent() {
-            // Make the file's creation durable too; not every platform can open a directory.
-            if let Ok(d) = File::open(if dir.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                dir
-            }) {
-                let _ = d.sync_all();
-            }
+            framing::truncate_tail(&log.file, path, log.index.valid_len).map_err(io)?;
+        } else {
+            framing::sync_dir(path);
         }
         Ok(log)
     }
@@ -523,25 +380,14 @@ impl LocalLog {
         if self.poisoned {
             return Err(LogError::Poisoned(self.path.clone()));
         }
-        let at = self.index.valid_len;
-        let result = self
-            .file
-            .seek(SeekFrom::Start(at))
-            .and_then(|_| self.file.write_all(record))
-            .and_then(|()| self.file.sync_data());
-        if let Err(e) = result {
-            // Roll the partial record back so later appends do not follow garbage.
-            if self
-                .file
-                .set_len(at)
-                .and_then(|()| self.file.sync_data())
-                .is_err()
-            {
+        match framing::append_synced(&mut self.file, self.index.valid_len, record) {
+            Ok(()) => Ok(()),
+            Err(AppendError::Io(e)) => Err(self.io(e)),
+            Err(AppendError::Poisoned(e)) => {
                 self.poisoned = true;
+                Err(self.io(e))
             }
-            return Err(self.io(e));
         }
-        Ok(())
     }
 
     /// Appends one transaction's envelope bytes to the open block; durable when this returns.
@@ -590,6 +436,66 @@ impl LocalLog {
             hash,
             txs: std::mem::take(&mut self.index.pending),
         })
+    }
+
+    /// Appends `txs` and seals them as one block with a single write and fsync: how a mirror of
+    /// an already-ordered log (the chain follower) copies a block. A crash part-way leaves at most
+    /// unsealed transactions, which [`LocalLog::discard_pending`] removes.
+    pub fn append_block<B: AsRef<[u8]>>(&mut self, txs: &[B]) -> Result<Block, LogError> {
+        if !self.index.pending.is_empty() {
+            return Err(LogError::Poisoned(self.path.clone()));
+        }
+        if txs.len() > MAX_BLOCK_TXS {
+            return Err(LogError::BlockFull);
+        }
+        let height = self.index.blocks.len() as u64 + 1;
+        let prev_hash = self.index.last_hash;
+        let hash = block_hash(height, &prev_hash, txs);
+        let mut bytes = Vec::new();
+        for tx in txs {
+            bytes.extend_from_slice(&encode_record(KIND_TX, tx.as_ref())?);
+        }
+        let seal = Seal {
+            height,
+            prev_hash,
+            tx_count: txs.len() as u64,
+            hash,
+        };
+        bytes.extend_from_slice(&encode_record(KIND_SEAL, &codec::encode(&seal)?)?);
+        self.write_record(&bytes)?;
+        let start = self.index.valid_len;
+        self.index.valid_len += bytes.len() as u64;
+        self.index.blocks.push(BlockEntry {
+            start,
+            end: self.index.valid_len,
+        });
+        self.index.last_hash = hash;
+        Ok(Block {
+            height,
+            prev_hash,
+            hash,
+            txs: txs.iter().map(|t| t.as_ref().to_vec()).collect(),
+        })
+    }
+
+    /// Removes transactions appended but not sealed (a writer that crashed before sealing), so a
+    /// mirror can rewrite the block whole. Returns how many were removed.
+    pub fn discard_pending(&mut self) -> Result<usize, LogError> {
+        let n = self.index.pending.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        if self.lock.is_none() {
+            return Err(LogError::ReadOnly(self.path.clone()));
+        }
+        let at = self.index.pending_start;
+        self.file
+            .set_len(at)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| self.io(e))?;
+        self.index.valid_len = at;
+        self.index.pending.clear();
+        Ok(n)
     }
 
     /// Reads one sealed block back from the file, checking every record again (the file may have

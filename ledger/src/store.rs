@@ -28,6 +28,12 @@
 //! - `unpaid`: client || provider -> total price of the unsettled receipts between them, kept in the
 //!   same transaction as the rows, so [`ReceiptStore::unpaid`] is one lookup.
 //! - `meta`: the schema version and the next sequence number.
+//! - `anchor_epochs`: (subnet, epoch) -> (receipt count, total paid, receipts root) of every epoch
+//!   this node has folded into an anchor (`crate::anchor`), even an empty one, so the same epoch
+//!   folds to the same leaves however often it is built.
+//! - `anchored`: (subnet, epoch, leaf index) -> receipt id, and `anchored_by_id`, its inverse: which
+//!   receipts an anchor covered, written in one transaction with the epoch's row, so a receipt is
+//!   never in two anchors. Tables added after schema 1 are created on open; older files gain them.
 //!
 //! # Sharing the file
 //!
@@ -58,6 +64,14 @@ const RECEIPTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("receip
 const BY_SEQ: TableDefinition<u64, &[u8; 32]> = TableDefinition::new("by_seq");
 const BY_QUERY: TableDefinition<&[u8; 64], &[u8; 32]> = TableDefinition::new("by_query");
 const UNPAID: TableDefinition<&[u8; 64], u64> = TableDefinition::new("unpaid");
+/// (subnet, epoch) -> (receipt count, total paid, receipts root) of each anchored epoch.
+const ANCHOR_EPOCHS: TableDefinition<(u16, u64), (u64, u64, [u8; 32])> =
+    TableDefinition::new("anchor_epochs");
+/// (subnet, epoch, leaf index) -> receipt id.
+const ANCHORED: TableDefinition<(u16, u64, u64), &[u8; 32]> = TableDefinition::new("anchored");
+/// receipt id -> (subnet, epoch, leaf index).
+const ANCHORED_BY_ID: TableDefinition<&[u8; 32], (u16, u64, u64)> =
+    TableDefinition::new("anchored_by_id");
 
 const META_SCHEMA: &str = "schema_version";
 const META_NEXT_SEQ: &str = "next_seq";
@@ -118,6 +132,44 @@ pub enum StoreError {
     /// The [`ReceiptWriter`] thread has stopped (closed, or the store failed underneath it).
     #[error("the receipt writer has stopped")]
     WriterClosed,
+    /// The epoch is already anchored with other contents.
+    #[error("subnet {subnet} epoch {epoch} is already anchored with other receipts or totals")]
+    AnchorConflict {
+        /// The subnet.
+        subnet: u16,
+        /// The epoch.
+        epoch: u64,
+    },
+    /// A later epoch of the subnet is already anchored: epochs are anchored in order.
+    #[error(
+        "subnet {subnet} is already anchored up to epoch {last}; epoch {epoch} can no longer be"
+    )]
+    AnchorOrder {
+        /// The subnet.
+        subnet: u16,
+        /// The epoch asked for.
+        epoch: u64,
+        /// The last anchored epoch.
+        last: u64,
+    },
+    /// The receipt is already covered by an anchor.
+    #[error("receipt {id} is already anchored in subnet {subnet} epoch {epoch}")]
+    AlreadyAnchored {
+        /// The receipt.
+        id: ContentId,
+        /// Subnet of the anchor that covers it.
+        subnet: u16,
+        /// Epoch of the anchor that covers it.
+        epoch: u64,
+    },
+    /// The receipt cannot be anchored: not stored, or not countersigned.
+    #[error("receipt {id} cannot be anchored: {reason}")]
+    NotAnchorable {
+        /// The receipt.
+        id: ContentId,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 macro_rules! redb_error_into_store_error {
@@ -509,6 +561,9 @@ impl ReceiptStore {
             txn.open_table(BY_SEQ)?;
             txn.open_table(BY_QUERY)?;
             txn.open_table(UNPAID)?;
+            txn.open_table(ANCHOR_EPOCHS)?;
+            txn.open_table(ANCHORED)?;
+            txn.open_table(ANCHORED_BY_ID)?;
         }
         txn.commit()?;
         Ok(())
@@ -828,6 +883,206 @@ impl ReceiptStore {
             f(id, row.value())?;
         }
         Ok(())
+    }
+}
+
+// ---- anchors ---------------------------------------------------------------------------------------
+
+/// What an anchor covered for one subnet's epoch, as the store keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnchoredEpoch {
+    /// Receipts covered.
+    pub receipt_count: u64,
+    /// Sum of their prices.
+    pub total_paid: u64,
+    /// The Merkle root over their leaves.
+    pub receipts_root: [u8; 32],
+}
+
+/// Where an anchored receipt sits: its anchor's subnet and epoch and its leaf index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnchorSlot {
+    /// The subnet.
+    pub subnet: u16,
+    /// The epoch.
+    pub epoch: u64,
+    /// Leaf index under the anchor's receipts root.
+    pub index: u64,
+}
+
+impl ReceiptStore {
+    /// What was anchored for `subnet`'s `epoch`, if it was.
+    pub fn anchored_epoch(
+        &self,
+        subnet: u16,
+        epoch: u64,
+    ) -> Result<Option<AnchoredEpoch>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let epochs = txn.open_table(ANCHOR_EPOCHS)?;
+        Ok(epochs.get(&(subnet, epoch))?.map(|v| {
+            let (receipt_count, total_paid, receipts_root) = v.value();
+            AnchoredEpoch {
+                receipt_count,
+                total_paid,
+                receipts_root,
+            }
+        }))
+    }
+
+    /// The last anchored epoch of `subnet`, if any.
+    pub fn last_anchored_epoch(&self, subnet: u16) -> Result<Option<u64>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let epochs = txn.open_table(ANCHOR_EPOCHS)?;
+        let last = epochs.range((subnet, 0)..=(subnet, u64::MAX))?.next_back();
+        Ok(match last {
+            Some(item) => Some(item?.0.value().1),
+            None => None,
+        })
+    }
+
+    /// The receipt ids an anchor of `subnet`'s `epoch` covered, in leaf order.
+    pub fn anchored_ids(&self, subnet: u16, epoch: u64) -> Result<Vec<ContentId>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let anchored = txn.open_table(ANCHORED)?;
+        let mut out = Vec::new();
+        for (expected, item) in
+            (0u64..).zip(anchored.range((subnet, epoch, 0)..=(subnet, epoch, u64::MAX))?)
+        {
+            let (key, id) = item?;
+            let (_, _, index) = key.value();
+            if index != expected {
+                return Err(corrupt(
+                    format!("anchored {subnet}/{epoch}/{index}"),
+                    format!("leaf {index} where {expected} was due"),
+                ));
+            }
+            out.push(ContentId(*id.value()));
+        }
+        Ok(out)
+    }
+
+    /// Which anchor covers receipt `id`, if one does.
+    pub fn anchor_slot(&self, id: &ContentId) -> Result<Option<AnchorSlot>, StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let by_id = txn.open_table(ANCHORED_BY_ID)?;
+        Ok(by_id.get(&id.0)?.map(|v| {
+            let (subnet, epoch, index) = v.value();
+            AnchorSlot {
+                subnet,
+                epoch,
+                index,
+            }
+        }))
+    }
+
+    /// Calls `f` with every countersigned receipt of `subnet` that no anchor covers yet, each
+    /// decoded and verified, in no particular order. Provider-only halves are skipped: they wait
+    /// until the client's countersignature arrives.
+    pub fn for_each_unanchored(
+        &self,
+        subnet: u16,
+        mut f: impl FnMut(Receipt) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let txn = self.inner.db.begin_read()?;
+        let receipts = txn.open_table(RECEIPTS)?;
+        let by_id = txn.open_table(ANCHORED_BY_ID)?;
+        for item in receipts.iter()? {
+            let (id, row) = item?;
+            let id = ContentId(*id.value());
+            let (header, _) = split_row(&id, row.value())?;
+            if header.kind != KIND_FULL || by_id.get(&id.0)?.is_some() {
+                continue;
+            }
+            if let (_, StoredReceipt::Full(receipt)) = decode_row(&id, row.value())?
+                && receipt.body().subnet == subnet
+            {
+                f(receipt)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records durably, in one transaction, that the anchor of `subnet`'s `epoch` covers `ids` (in
+    /// leaf order) with the totals of `summary`. Returns `false` when exactly this was recorded
+    /// before (building an anchor twice is harmless). Refused, with nothing written, when the
+    /// epoch is recorded with other contents, a later epoch of the subnet is already anchored, an
+    /// id is already covered by an anchor, or an id is not a stored countersigned receipt.
+    pub fn record_anchor(
+        &self,
+        subnet: u16,
+        epoch: u64,
+        ids: &[ContentId],
+        summary: &AnchoredEpoch,
+    ) -> Result<bool, StoreError> {
+        if ids.len() as u64 != summary.receipt_count {
+            return Err(StoreError::AnchorConflict { subnet, epoch });
+        }
+        let txn = self.inner.db.begin_write()?;
+        {
+            let mut epochs = txn.open_table(ANCHOR_EPOCHS)?;
+            let mut anchored = txn.open_table(ANCHORED)?;
+            let mut by_id = txn.open_table(ANCHORED_BY_ID)?;
+            let receipts = txn.open_table(RECEIPTS)?;
+            if let Some(existing) = epochs.get(&(subnet, epoch))? {
+                let (count, total, root) = existing.value();
+                if (count, total, root)
+                    == (
+                        summary.receipt_count,
+                        summary.total_paid,
+                        summary.receipts_root,
+                    )
+                {
+                    return Ok(false);
+                }
+                return Err(StoreError::AnchorConflict { subnet, epoch });
+            }
+            if let Some(last) = epochs.range((subnet, 0)..=(subnet, u64::MAX))?.next_back() {
+                let last = last?.0.value().1;
+                if last > epoch {
+                    return Err(StoreError::AnchorOrder {
+                        subnet,
+                        epoch,
+                        last,
+                    });
+                }
+            }
+            for (index, id) in (0u64..).zip(ids) {
+                if let Some(slot) = by_id.get(&id.0)? {
+                    let (subnet, epoch, _) = slot.value();
+                    return Err(StoreError::AlreadyAnchored {
+                        id: *id,
+                        subnet,
+                        epoch,
+                    });
+                }
+                let Some(row) = receipts.get(&id.0)? else {
+                    return Err(StoreError::NotAnchorable {
+                        id: *id,
+                        reason: "not in the store",
+                    });
+                };
+                let (header, _) = split_row(id, row.value())?;
+                if header.kind != KIND_FULL {
+                    return Err(StoreError::NotAnchorable {
+                        id: *id,
+                        reason: "not countersigned",
+                    });
+                }
+                drop(row);
+                anchored.insert(&(subnet, epoch, index), &id.0)?;
+                by_id.insert(&id.0, &(subnet, epoch, index))?;
+            }
+            epochs.insert(
+                &(subnet, epoch),
+                &(
+                    summary.receipt_count,
+                    summary.total_paid,
+                    summary.receipts_root,
+                ),
+            )?;
+        }
+        txn.commit()?;
+        Ok(true)
     }
 }
 
