@@ -5,10 +5,16 @@
 
 mod cli;
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let args = cli::Cli::parse();
+    // Not `Cli::parse()`: the config file's values are installed under the flags first.
+    let args = match cli::config::parse(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(err) => {
+            // A bad config file is a usage error, like a bad flag (clap exits 2 for those).
+            eprintln!("error: {err:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     cli::init_tracing(args.verbose);
     match cli::run(args) {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch for every `agora` subcommand.
 
+pub mod config;
 pub mod consensus;
 pub mod demo;
 pub mod gateway;
@@ -32,6 +33,11 @@ pub struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace). `RUST_LOG` overrides it.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+
+    /// The TOML config file [default: ~/.agora/config.toml when it exists]. Flags override the
+    /// environment, which overrides the file: see `agora config show` and docs/configuration.md.
+    #[arg(long, global = true, env = config::CONFIG_ENV, value_name = "PATH")]
+    pub config: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -82,6 +88,11 @@ pub enum Command {
     Gateway(gateway::GatewayArgs),
     /// Run the local showcase: everything Agora can do today, on this machine.
     Demo(demo::DemoArgs),
+    /// The configuration: the file in use, and the effective value of every setting.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+    /// Print a shell completion script (e.g. `agora completions bash > ~/.local/share/bash-completion/completions/agora`).
+    Completions(config::CompletionsArgs),
 }
 
 /// Runs the parsed command. Subcommands return their own exit code where the spec fixes one.
@@ -105,6 +116,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Query(args) => query::run(args),
         Command::Gateway(args) => gateway::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Config(cmd) => config::run(cmd),
+        Command::Completions(args) => config::completions(args),
     }
 }
 

@@ -14,9 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// Largest node config file read.
-const MAX_CONFIG_LEN: u64 = 64 * 1024;
-
 /// Join the mesh: discover peers, follow adverts, answer what the node serves.
 #[derive(Debug, Args)]
 pub struct NodeArgs {
@@ -59,12 +56,10 @@ pub struct KeyArgs {
 /// How to join the mesh: shared by every command that does.
 #[derive(Debug, Args)]
 pub struct MeshArgs {
-    /// A bootstrap node, with /p2p/<peer id> (repeatable; adds to those in --config).
+    /// A bootstrap node, with /p2p/<peer id> (repeatable; the flags replace the config file's
+    /// list).
     #[arg(long, value_name = "MULTIADDR")]
     pub bootstrap: Vec<Multiaddr>,
-    /// A JSON file with {"bootstrap": [...], "listen": [...], "subnets": [...]}.
-    #[arg(long, env = "AGORA_NODE_CONFIG", value_name = "PATH")]
-    pub config: Option<PathBuf>,
     /// Where to listen (repeatable). Default: TCP and QUIC on port 4001.
     #[arg(long, value_name = "MULTIADDR")]
     pub listen: Vec<Multiaddr>,
@@ -94,34 +89,6 @@ enum RelayArg {
     Always,
     /// Never reserve.
     Never,
-}
-
-/// The config file's shape; every field optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    #[serde(default)]
-    bootstrap: Vec<String>,
-    #[serde(default)]
-    listen: Vec<String>,
-    #[serde(default)]
-    subnets: Vec<u16>,
-}
-
-fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
-    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
-    if meta.len() > MAX_CONFIG_LEN {
-        bail!("{} is over {MAX_CONFIG_LEN} bytes", path.display());
-    }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
-fn parse_addrs(list: &[String], what: &str) -> anyhow::Result<Vec<Multiaddr>> {
-    list.iter()
-        .map(|a| a.parse().map_err(|e| anyhow!("{what} address {a:?}: {e}")))
-        .collect()
 }
 
 fn parse_offer(text: &str, subnet: u16) -> anyhow::Result<SubnetOffer> {
@@ -184,32 +151,21 @@ impl KeyArgs {
 }
 
 impl MeshArgs {
-    /// Builds the overlay configuration from flags and the config file.
+    /// Builds the overlay configuration. The config file and the environment are already folded
+    /// into the arguments (see `cli::config`).
     pub fn overlay_config(&self) -> anyhow::Result<Config> {
         let args = self;
-        let file = match &args.config {
-            Some(path) => read_config(path)?,
-            None => FileConfig::default(),
-        };
         let mut config = if args.loopback {
             Config::loopback()
         } else {
             Config::default()
         };
-        config.bootstrap = parse_addrs(&file.bootstrap, "bootstrap")?;
-        config.bootstrap.extend(args.bootstrap.iter().cloned());
-        let listen = if args.listen.is_empty() {
-            parse_addrs(&file.listen, "listen")?
-        } else {
-            args.listen.clone()
-        };
-        if !listen.is_empty() {
-            config.listen = listen;
+        config.bootstrap = args.bootstrap.clone();
+        if !args.listen.is_empty() {
+            config.listen = args.listen.clone();
         }
-        let mut subnets = args.subnets.clone();
-        subnets.extend(file.subnets);
-        if !subnets.is_empty() {
-            config.subnets = subnets;
+        if !args.subnets.is_empty() {
+            config.subnets = args.subnets.clone();
         }
         if args.kad_server {
             config.kad_mode = KadMode::Server;
@@ -221,7 +177,8 @@ impl MeshArgs {
         };
         if config.bootstrap.is_empty() {
             eprintln!(
-                "warning: no bootstrap node given (--bootstrap or --config); waiting to be dialed"
+                "warning: no bootstrap node given (--bootstrap, AGORA_BOOTSTRAP or [mesh] bootstrap \
+                 in the config file); waiting to be dialed"
             );
         }
         Ok(config)
