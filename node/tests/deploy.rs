@@ -639,3 +639,54 @@ fn the_compose_init_script_sets_up_wallets_ledger_and_bootstrap_identity() {
         addr
     );
 }
+
+#[test]
+fn the_image_entrypoint_fills_in_the_listen_address_and_bootstrap_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let addrs = tmp.path().join("bootstrap.addr");
+    std::fs::write(
+        &addrs,
+        "/dns4/bootstrap/tcp/4001/p2p/A\n\n/dns4/boot2/tcp/4001/p2p/B\n",
+    )
+    .unwrap();
+    let entrypoint = deploy().join("docker-entrypoint.sh");
+    let run = |extra: &[(&str, &str)]| -> BTreeMap<String, String> {
+        let out = Command::new("sh")
+            .arg(&entrypoint)
+            .arg("env")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AGORA_BOOTSTRAP_FILE", &addrs)
+            .env("AGORA_LISTEN_SELF", "4001")
+            .envs(extra.iter().copied())
+            .output()
+            .unwrap();
+        ok(&out, "docker-entrypoint.sh env")
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let env = run(&[]);
+    assert_eq!(
+        env["AGORA_BOOTSTRAP"],
+        "/dns4/bootstrap/tcp/4001/p2p/A,/dns4/boot2/tcp/4001/p2p/B"
+    );
+    let listen = &env["AGORA_LISTEN"];
+    assert!(
+        listen.starts_with("/ip4/") && listen.ends_with("/tcp/4001"),
+        "{listen}"
+    );
+    // What the operator set is kept.
+    let env = run(&[
+        ("AGORA_LISTEN", "/ip4/10.1.2.3/tcp/9"),
+        ("AGORA_BOOTSTRAP", "/dns4/x/tcp/1/p2p/C"),
+    ]);
+    assert_eq!(env["AGORA_LISTEN"], "/ip4/10.1.2.3/tcp/9");
+    assert_eq!(env["AGORA_BOOTSTRAP"], "/dns4/x/tcp/1/p2p/C");
+    // Both scripts the image and compose run are valid POSIX shell.
+    for script in [entrypoint, deploy().join("compose/init-mesh.sh")] {
+        let out = Command::new("sh").arg("-n").arg(&script).output().unwrap();
+        ok(&out, &format!("sh -n {}", script.display()));
+    }
+}
