@@ -230,6 +230,10 @@ fn the_file_is_found_by_flag_then_environment_then_home() {
         stdout(&out)
     );
 
+    // An empty file (/dev/null) turns the default one off.
+    let (t, text) = show(h, &[("AGORA_CONFIG", "/dev/null")], &["node"]);
+    assert!(text.contains("# http: not set"), "{text}");
+    assert!(t.contains_key("node"));
     // A file named explicitly must exist; the default one need not.
     std::fs::remove_file(&default).unwrap();
     let out = agora(
