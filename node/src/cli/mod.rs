@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch for every `agora` subcommand.
 
+pub mod anchor;
 pub mod config;
 pub mod consensus;
 pub mod demo;
@@ -72,6 +73,9 @@ pub enum Command {
     /// List, show and verify the receipts in the local receipt store.
     #[command(subcommand)]
     Receipts(receipts::ReceiptsCommand),
+    /// Settle epochs into signed anchor records in the local journal; verify inclusion proofs.
+    #[command(subcommand)]
+    Anchor(anchor::AnchorCommand),
     /// Run a peer of the mesh: join through bootstrap nodes, keep the provider table, serve a local API.
     Node(node::NodeArgs),
     /// Serve models to the mesh: a miner.
@@ -102,6 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Infer(cmd) => infer::run(cmd),
         Command::Consensus(cmd) => consensus::run(cmd),
         Command::Receipts(cmd) => receipts::run(cmd),
+        Command::Anchor(cmd) => anchor::run(cmd),
         Command::Transfer(args) => ledger::transfer(args),
         Command::Stake(cmd) => ledger::stake(cmd),
         Command::Subnet(cmd) => ledger::subnet(cmd),

@@ -25,13 +25,16 @@ pub enum ReceiptsCommand {
     /// Re-verify every stored receipt's signatures and the kept unpaid totals, and recompute
     /// balances from the countersigned receipts. Exits 1 if anything fails.
     Verify(VerifyArgs),
+    /// Print the inclusion proof of an anchored receipt (text form: JSON with the compact proof
+    /// in hex), for `agora anchor verify` or anyone holding the journal or reading the chain.
+    Prove(ProveArgs),
 }
 
 /// Where the receipt store is.
 #[derive(Debug, Args)]
 pub struct StorePath {
     /// The receipt store [default: ~/.agora/receipts.redb].
-    #[arg(long, env = "AGORA_RECEIPTS", value_name = "PATH")]
+    #[arg(long, visible_alias = "receipts", env = "AGORA_RECEIPTS", value_name = "PATH")]
     pub store: Option<PathBuf>,
 }
 
@@ -76,12 +79,32 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct ProveArgs {
+    /// The receipt id (64 hex digits, or a unique prefix of at least 8).
+    pub id: String,
+    #[command(flatten)]
+    pub store: StorePath,
+    #[command(flatten)]
+    pub journal: super::anchor::JournalPath,
+}
+
 pub fn run(cmd: ReceiptsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ReceiptsCommand::List(args) => list(&args),
         ReceiptsCommand::Show(args) => show(&args),
         ReceiptsCommand::Verify(args) => verify(&args),
+        ReceiptsCommand::Prove(args) => prove(&args),
     }
+}
+
+fn prove(args: &ProveArgs) -> anyhow::Result<ExitCode> {
+    let store = args.store.open()?;
+    let id = find(&store, &args.id)?.receipt.id();
+    let journal = args.journal.open_read_only()?;
+    let proof = agora_ledger::anchor::prove(&store, &journal, &id)?;
+    println!("{}", proof.to_text()?);
+    Ok(ExitCode::SUCCESS)
 }
 
 impl StorePath {
