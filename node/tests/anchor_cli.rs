@@ -6,7 +6,7 @@
 mod common;
 
 use agora_ledger::store::ReceiptStore;
-use agora_protocols::{ContentId, ProviderReceipt, Receipt, ReceiptBody, SecretKey, Task};
+use agora_protocols::{ProviderReceipt, Receipt, SecretKey};
 use common::{agora_in as agora, agora_ok as ok};
 use serde_json::Value;
 use std::io::Write;
@@ -14,26 +14,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 fn half(n: u64, price: u64) -> ProviderReceipt {
-    let (client, provider) = (
-        SecretKey::from_seed(&[1; 32]),
-        SecretKey::from_seed(&[2; 32]),
-    );
-    let body = ReceiptBody {
-        version: agora_protocols::receipt::RECEIPT_VERSION,
-        query_id: ContentId::of_payload(&n.to_le_bytes()),
-        subnet: 1,
-        task: Task::Embed,
-        model: "all-minilm-l6-v2".to_string(),
-        input_hash: ContentId::of_payload(b"input"),
-        output_hash: ContentId::of_payload(b"output"),
+    common::signed_half(
+        &SecretKey::from_seed(&[1; 32]),
+        &SecretKey::from_seed(&[2; 32]),
+        1,
+        n,
         price,
-        client: client.public(),
-        provider: provider.public(),
-        nonce: n,
-        requested_at_ms: 1_700_000_000_000,
-        answered_at_ms: 1_700_000_000_040,
-    };
-    ProviderReceipt::sign(body, &provider).unwrap()
+    )
 }
 
 fn full(n: u64, price: u64) -> Receipt {

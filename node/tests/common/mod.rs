@@ -389,3 +389,31 @@ pub async fn connect_to(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A real receipt signed by `provider` for `client` on `subnet`: query `n` at `price`, the
+/// provider's half (countersign it with the client's key for the full receipt).
+pub fn signed_half(
+    client: &agora_protocols::SecretKey,
+    provider: &agora_protocols::SecretKey,
+    subnet: u16,
+    n: u64,
+    price: u64,
+) -> agora_protocols::ProviderReceipt {
+    use agora_protocols::{ContentId, ReceiptBody, Task};
+    let body = ReceiptBody {
+        version: agora_protocols::receipt::RECEIPT_VERSION,
+        query_id: ContentId::of_payload(&n.to_le_bytes()),
+        subnet,
+        task: Task::Embed,
+        model: "all-minilm-l6-v2".to_string(),
+        input_hash: ContentId::of_payload(b"input"),
+        output_hash: ContentId::of_payload(b"output"),
+        price,
+        client: client.public(),
+        provider: provider.public(),
+        nonce: n,
+        requested_at_ms: 1_700_000_000_000,
+        answered_at_ms: 1_700_000_000_040,
+    };
+    agora_protocols::ProviderReceipt::sign(body, provider).unwrap()
+}
