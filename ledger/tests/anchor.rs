@@ -240,11 +240,7 @@ fn the_fold_is_deterministic_and_building_twice_gives_the_same_record() {
     assert!(x.receipts.newly_recorded);
 
     // The summary saw the weights and the run.
-    assert_eq!(
-        x.summary.weights.len(),
-        1,
-        "the weights set in the window"
-    );
+    assert_eq!(x.summary.weights.len(), 1, "the weights set in the window");
     assert_eq!(x.summary.consensus.len(), 2);
     assert_eq!(
         x.summary.emission,
@@ -480,11 +476,11 @@ fn tampered_proofs_are_rejected() {
         ok.verify_against_journal(&a.journal),
         Err(ProofError::NotInJournal { .. })
     ));
-    // The real anchorer's key signing another root for the same epoch: a conflict with the journal.
+    // The real anchorer's key signing another root for the same epoch: not under that root.
     let other_root = SignedAnchor::sign(
         AnchorRecord {
             receipts_root: [1; 32],
-            ..record
+            ..record.clone()
         },
         &anchorer(),
     )
@@ -492,6 +488,22 @@ fn tampered_proofs_are_rejected() {
     let mut p = proof.clone();
     p.anchor = other_root.to_bytes().to_vec();
     assert!(matches!(p.verify(), Err(ProofError::Merkle(_))));
+    // ... or the same root with another total: the proof holds, but the journal has another record
+    // for that anchorer, subnet and epoch.
+    let other_total = SignedAnchor::sign(
+        AnchorRecord {
+            total_paid: record.total_paid + 1,
+            ..record
+        },
+        &anchorer(),
+    )
+    .unwrap();
+    let mut p = proof.clone();
+    p.anchor = other_total.to_bytes().to_vec();
+    assert!(matches!(
+        p.verify().unwrap().verify_against_journal(&a.journal),
+        Err(ProofError::Conflict { .. })
+    ));
     // The text form's readable fields are not trusted; a wrong format name is refused.
     let text = proof
         .to_text()

@@ -8,7 +8,7 @@
 use super::ledger::LedgerPaths;
 use super::node::KeyArgs;
 use agora_ledger::anchor::{
-    InclusionProof, Journal, SignedAnchor, epoch_window, replay_to, settle,
+    InclusionProof, Journal, SettleError, SignedAnchor, epoch_window, replay_to, settle,
 };
 use agora_ledger::log::{LocalLog, TxLog};
 use agora_ledger::state::LedgerGenesis;
@@ -191,13 +191,14 @@ fn settle_cmd(args: &SettleArgs) -> anyhow::Result<ExitCode> {
     let now = args.ledger.state()?;
     let window = epoch_window(&now, args.subnet, args.epoch)?;
     if now.height() < window.end_block {
-        bail!(
-            "subnet {} epoch {} ends at block {}; the ledger is at block {} (seal more blocks first)",
-            args.subnet,
-            args.epoch,
-            window.end_block,
-            now.height()
-        );
+        // Seal more blocks (or wait for the block clock) and settle again.
+        return Err(SettleError::NotEnded {
+            subnet: args.subnet,
+            epoch: args.epoch,
+            end_block: window.end_block,
+            height: now.height(),
+        }
+        .into());
     }
     let genesis_path = args.ledger.genesis_path()?;
     let genesis = LedgerGenesis::load(&genesis_path)
