@@ -212,7 +212,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let app = axum::Router::new()
             .route(
                 "/metrics",
-                axum::routing::get(move || metrics(registry.clone())),
+                axum::routing::get(move |headers: axum::http::HeaderMap| {
+                    metrics(registry.clone(), headers)
+                }),
             )
             .route(
                 "/api/status",
@@ -234,27 +236,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn metrics(registry: Arc<Mutex<Registry>>) -> impl axum::response::IntoResponse {
-    let mut body = String::new();
+/// OpenMetrics text, or the classic text format for a client that asks only for `text/plain`
+/// (the same negotiation as every `agora` node's `/metrics`).
+async fn metrics(
+    registry: Arc<Mutex<Registry>>,
+    headers: axum::http::HeaderMap,
+) -> impl axum::response::IntoResponse {
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
     let encoded = match registry.lock() {
-        Ok(registry) => prometheus_client::encoding::text::encode(&mut body, &registry).is_ok(),
-        Err(_) => false,
+        Ok(registry) => agora_overlay::metrics::encode_for(&registry, accept).ok(),
+        Err(_) => None,
     };
-    if !encoded {
-        return (
+    match encoded {
+        Some((content_type, body)) => (
+            axum::http::StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, content_type)],
+            body,
+        ),
+        None => (
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
             [(axum::http::header::CONTENT_TYPE, "text/plain")],
             "cannot encode metrics".to_string(),
-        );
+        ),
     }
-    (
-        axum::http::StatusCode::OK,
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
 }
 
 async fn status_json(client: agora_overlay::Client) -> axum::response::Response {

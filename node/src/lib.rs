@@ -4,6 +4,10 @@
 //! - [`market`]: a miner serving models ([`market::provider`]) and a client buying answers from the
 //!   mesh ([`market::client`]), with receipts signed by both sides and stored before acknowledgement.
 //! - [`gateway`]: an HTTP front in OpenAI's shapes, so existing tools query the mesh unchanged.
+//! - [`metrics`]: the marketplace's Prometheus metrics and the recent history the status page shows.
+//! - [`status`]: the web status page and `/metrics`, served on every node's `--http` address.
 
 pub mod gateway;
 pub mod market;
+pub mod metrics;
+pub mod status;

@@ -77,6 +77,7 @@ fn topic_score_params() -> gossipsub::TopicScoreParams {
 fn gossipsub_behaviour(
     keypair: &identity::Keypair,
     config: &Config,
+    registry: Option<&mut prometheus_client::registry::Registry>,
 ) -> Result<gossipsub::Behaviour, OverlayError> {
     let gossip_config = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Strict)
@@ -91,6 +92,16 @@ fn gossipsub_behaviour(
         gossip_config,
     )
     .map_err(|e| OverlayError::Config(format!("gossipsub: {e}")))?;
+    // Gossipsub's own metrics: mesh size, subscriptions and validation verdicts per topic (topics
+    // are bounded by its `max_topics`), under `agora_libp2p_gossipsub_*`.
+    if let Some(registry) = registry {
+        let mut metrics_config = gossipsub::MetricsConfig::default();
+        metrics_config.buckets_using_scoring_thresholds(&gossipsub::PeerScoreThresholds::default());
+        behaviour = behaviour.with_metrics(
+            registry.sub_registry_with_prefix("libp2p_gossipsub"),
+            metrics_config,
+        );
+    }
 
     let mut params = gossipsub::PeerScoreParams::default();
     if config.exempt_loopback_from_colocation {
@@ -134,6 +145,7 @@ impl Behaviour {
         keypair: &identity::Keypair,
         relay_client: relay::client::Behaviour,
         config: &Config,
+        registry: Option<&mut prometheus_client::registry::Registry>,
     ) -> Result<Self, OverlayError> {
         let peer_id = keypair.public().to_peer_id();
 
@@ -201,7 +213,7 @@ impl Behaviour {
             identify,
             ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),
             kad,
-            gossipsub: gossipsub_behaviour(keypair, config)?,
+            gossipsub: gossipsub_behaviour(keypair, config, registry)?,
             query,
             autonat,
             relay_server: relay_server.into(),
@@ -215,6 +227,15 @@ impl Behaviour {
 pub fn build_swarm(
     keypair: identity::Keypair,
     config: &Config,
+) -> Result<Swarm<Behaviour>, OverlayError> {
+    build_swarm_with_metrics(keypair, config, None)
+}
+
+/// [`build_swarm`], with gossipsub recording its own metrics into `registry` when there is one.
+pub fn build_swarm_with_metrics(
+    keypair: identity::Keypair,
+    config: &Config,
+    registry: Option<&mut prometheus_client::registry::Registry>,
 ) -> Result<Swarm<Behaviour>, OverlayError> {
     let idle = config.idle_connection_timeout;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
@@ -231,7 +252,7 @@ pub fn build_swarm(
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| OverlayError::Transport(e.to_string()))?
         .with_behaviour(|key, relay_client| {
-            Behaviour::new(key, relay_client, config)
+            Behaviour::new(key, relay_client, config, registry)
                 .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
         })
         .map_err(|e| OverlayError::Config(e.to_string()))?

@@ -8,6 +8,7 @@ use crate::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use crate::client::{Command, Event, NodeStatus, PeerRow, QueryReply};
 use crate::config::{Config, KadMode, RelayMode, SubnetOffer};
 use crate::error::OverlayError;
+use crate::metrics::OverlayMetrics;
 use crate::providers::{
     AdvertVerdict, ProviderTable, advert_topic, announce_topic, check_advert, provider_key,
 };
@@ -31,6 +32,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most addresses remembered per peer from identify.
 const MAX_ADDRS_PER_PEER: usize = 8;
+/// How often the gauges that are sampled rather than counted (routing table, mesh sizes, provider
+/// table, queue depth) are refreshed.
+const METRICS_INTERVAL: Duration = Duration::from_secs(2);
 /// How long an offer we make stays valid.
 const OFFER_VALIDITY: Duration = Duration::from_secs(10);
 
@@ -108,6 +112,7 @@ pub struct EventLoop {
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<Event>,
     metrics: Option<libp2p::metrics::Metrics>,
+    overlay_metrics: Option<OverlayMetrics>,
     topics: HashMap<gossipsub::TopicHash, TopicKind>,
     providers: ProviderTable,
     offers: Vec<SubnetOffer>,
@@ -152,6 +157,7 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         events: mpsc::Sender<Event>,
         metrics: Option<libp2p::metrics::Metrics>,
+        overlay_metrics: Option<OverlayMetrics>,
     ) -> Self {
         Self {
             providers: ProviderTable::new(config.max_providers),
@@ -162,6 +168,7 @@ impl EventLoop {
             commands,
             events,
             metrics,
+            overlay_metrics,
             topics: HashMap::new(),
             pending_requests: HashMap::new(),
             pending_dht: HashMap::new(),
@@ -229,7 +236,13 @@ impl EventLoop {
         let mut advert_tick = tokio::time::interval(self.config.advert_interval);
         let mut discovery_tick = tokio::time::interval(self.config.discovery_interval);
         let mut call_tick = tokio::time::interval(Duration::from_millis(200));
-        for tick in [&mut advert_tick, &mut discovery_tick, &mut call_tick] {
+        let mut metrics_tick = tokio::time::interval(METRICS_INTERVAL);
+        for tick in [
+            &mut advert_tick,
+            &mut discovery_tick,
+            &mut call_tick,
+            &mut metrics_tick,
+        ] {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         loop {
@@ -242,6 +255,7 @@ impl EventLoop {
                 _ = advert_tick.tick() => self.publish_adverts(),
                 _ = discovery_tick.tick() => self.discover(),
                 _ = call_tick.tick() => self.close_open_calls(),
+                _ = metrics_tick.tick() => self.refresh_metrics(),
             }
         }
     }
@@ -443,6 +457,20 @@ impl EventLoop {
         if let Some(metrics) = &self.metrics {
             libp2p::metrics::Recorder::record(metrics, &event);
         }
+        if let Some(m) = &mut self.overlay_metrics {
+            match &event {
+                SwarmEvent::ConnectionEstablished {
+                    peer_id,
+                    connection_id,
+                    endpoint,
+                    ..
+                } => m.connection_opened(*connection_id, *peer_id, endpoint),
+                SwarmEvent::ConnectionClosed { connection_id, .. } => {
+                    m.connection_closed(*connection_id);
+                }
+                _ => {}
+            }
+        }
         match event {
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -528,6 +556,7 @@ impl EventLoop {
                 } = event
                 {
                     let acceptance = self.on_gossip(&message);
+                    self.count_gossip(&message.topic, &acceptance);
                     self.swarm
                         .behaviour_mut()
                         .gossipsub
@@ -647,6 +676,13 @@ impl EventLoop {
     }
 
     fn on_kad(&mut self, event: kad::Event) {
+        if let (Some(m), kad::Event::OutboundQueryProgressed { result, step, .. }) =
+            (&self.overlay_metrics, &event)
+            && step.last
+        {
+            let (kind, ok) = lookup_outcome(result);
+            m.lookup_finished(kind, ok);
+        }
         match event {
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
@@ -676,6 +712,12 @@ impl EventLoop {
             },
             kad::Event::RoutingUpdated { peer, .. } => {
                 tracing::debug!(%peer, "routing table updated");
+                if self.overlay_metrics.is_some() {
+                    let size = self.routing_table_size();
+                    if let Some(m) = &self.overlay_metrics {
+                        m.set_routing_table(size);
+                    }
+                }
             }
             kad::Event::UnroutablePeer { peer } => {
                 tracing::debug!(%peer, "unroutable peer");
@@ -853,7 +895,12 @@ impl EventLoop {
                     self.deliver(event);
                     return;
                 }
-                Err(e) => QueryWireResponse::Error(e),
+                Err(e) => {
+                    if let Some(m) = &self.overlay_metrics {
+                        m.inbound_refused("query", e.kind);
+                    }
+                    QueryWireResponse::Error(e)
+                }
             },
             QueryWireRequest::Settle(bytes) => {
                 match check_inbound_settle(&peer, &self.key.public(), &bytes) {
@@ -866,7 +913,12 @@ impl EventLoop {
                         self.deliver(event);
                         return;
                     }
-                    Err(e) => QueryWireResponse::Error(e),
+                    Err(e) => {
+                        if let Some(m) = &self.overlay_metrics {
+                            m.inbound_refused("settle", e.kind);
+                        }
+                        QueryWireResponse::Error(e)
+                    }
                 }
             }
             QueryWireRequest::Offer(bytes) => match self.note_offer(peer, &bytes) {
@@ -880,7 +932,12 @@ impl EventLoop {
                     }
                     QueryWireResponse::OfferNoted { awarded: false }
                 }
-                Err(kind) => error_response(kind, "offer refused"),
+                Err(kind) => {
+                    if let Some(m) = &self.overlay_metrics {
+                        m.inbound_refused("offer", kind);
+                    }
+                    error_response(kind, "offer refused")
+                }
             },
         };
         let _ = self
@@ -893,14 +950,20 @@ impl EventLoop {
     /// Hands an inbound request to the application, or answers `Busy` at once when its queue is full
     /// (the event channel is bounded: a flood waits in no unbounded buffer).
     fn deliver(&mut self, event: Event) {
-        let reply = match self.events.try_send(event) {
+        let sent = self.events.try_send(event);
+        self.refresh_queue_depth();
+        let (reply, request) = match sent {
             Ok(()) => return,
             Err(
                 mpsc::error::TrySendError::Full(event) | mpsc::error::TrySendError::Closed(event),
             ) => match event {
-                Event::InboundQuery { reply, .. } | Event::InboundSettle { reply, .. } => reply,
+                Event::InboundQuery { reply, .. } => (reply, "query"),
+                Event::InboundSettle { reply, .. } => (reply, "settle"),
             },
         };
+        if let Some(m) = &self.overlay_metrics {
+            m.inbound_refused(request, QueryErrorKind::Busy);
+        }
         let _ = self.swarm.behaviour_mut().query.send_response(
             reply.0,
             error_response(QueryErrorKind::Busy, "queue full: try later"),
@@ -1011,6 +1074,62 @@ impl EventLoop {
         self.provided_at_table_size = Some(self.routing_table_size());
     }
 
+    /// Events waiting in the bounded queue towards the application.
+    fn refresh_queue_depth(&self) {
+        if let Some(m) = &self.overlay_metrics {
+            let depth = self
+                .events
+                .max_capacity()
+                .saturating_sub(self.events.capacity());
+            m.set_event_queue_depth(depth);
+        }
+    }
+
+    /// Samples the gauges that are not counted as events happen.
+    fn refresh_metrics(&mut self) {
+        if self.overlay_metrics.is_none() {
+            return;
+        }
+        let table = self.routing_table_size();
+        let mesh: Vec<(&'static str, u16, usize)> = self
+            .topics
+            .iter()
+            .map(|(hash, kind)| {
+                let (name, subnet) = topic_label(*kind);
+                let peers = self.swarm.behaviour().gossipsub.mesh_peers(hash).count();
+                (name, subnet, peers)
+            })
+            .collect();
+        self.providers.expire(now_ms());
+        let providers = self.providers.len();
+        self.refresh_queue_depth();
+        if let Some(m) = &self.overlay_metrics {
+            m.set_routing_table(table);
+            for (name, subnet, peers) in mesh {
+                m.set_mesh_peers(name, subnet, peers);
+            }
+            m.set_providers(providers);
+        }
+    }
+
+    /// Counts a gossip verdict under its topic's kind and subnet.
+    fn count_gossip(
+        &self,
+        topic: &gossipsub::TopicHash,
+        acceptance: &gossipsub::MessageAcceptance,
+    ) {
+        let (Some(m), Some(kind)) = (&self.overlay_metrics, self.topics.get(topic)) else {
+            return;
+        };
+        let (name, subnet) = topic_label(*kind);
+        let verdict = match acceptance {
+            gossipsub::MessageAcceptance::Accept => "accept",
+            gossipsub::MessageAcceptance::Reject => "reject",
+            gossipsub::MessageAcceptance::Ignore => "ignore",
+        };
+        m.gossip_verdict(name, subnet, verdict);
+    }
+
     fn routing_table_size(&mut self) -> usize {
         self.swarm
             .behaviour_mut()
@@ -1109,5 +1228,28 @@ impl EventLoop {
         let mut rows: Vec<PeerRow> = rows.into_values().collect();
         rows.sort_by(|a, b| a.peer.cmp(&b.peer));
         rows
+    }
+}
+
+/// The `topic` and `subnet` labels of a topic we joined.
+fn topic_label(kind: TopicKind) -> (&'static str, u16) {
+    match kind {
+        TopicKind::Adverts(subnet) => ("adverts", subnet),
+        TopicKind::Announcements(subnet) => ("announcements", subnet),
+    }
+}
+
+/// The `kind` label and success of a finished Kademlia query.
+fn lookup_outcome(result: &kad::QueryResult) -> (&'static str, bool) {
+    match result {
+        kad::QueryResult::GetProviders(r) => ("get_providers", r.is_ok()),
+        kad::QueryResult::GetClosestPeers(r) => ("get_closest_peers", r.is_ok()),
+        kad::QueryResult::Bootstrap(r) => ("bootstrap", r.is_ok()),
+        kad::QueryResult::StartProviding(r) => ("start_providing", r.is_ok()),
+        kad::QueryResult::RepublishProvider(r) => ("start_providing", r.is_ok()),
+        kad::QueryResult::GetRecord(r) => ("other", r.is_ok()),
+        kad::QueryResult::PutRecord(r) | kad::QueryResult::RepublishRecord(r) => {
+            ("other", r.is_ok())
+        }
     }
 }

@@ -34,6 +34,7 @@ pub mod codec;
 pub mod config;
 pub mod error;
 pub mod event_loop;
+pub mod metrics;
 pub mod providers;
 pub mod query;
 
@@ -58,7 +59,8 @@ use tokio::sync::mpsc;
 /// listening and dialing, and spawns its event loop on the current tokio runtime.
 ///
 /// With a `registry`, libp2p-metrics records swarm, identify, Kademlia, gossipsub, ping, relay and
-/// DCUtR events into it. The event loop stops when every [`Client`] is dropped.
+/// DCUtR events into it, gossipsub records its own mesh metrics, and the event loop keeps
+/// [`metrics::OverlayMetrics`] there. The event loop stops when every [`Client`] is dropped.
 pub fn spawn(
     key: &SecretKey,
     config: Config,
@@ -77,11 +79,21 @@ pub fn new(
 ) -> Result<(Client, mpsc::Receiver<Event>, EventLoop), OverlayError> {
     let keypair = keypair_of(key)?;
     let peer_id = keypair.public().to_peer_id();
-    let swarm = behaviour::build_swarm(keypair, &config)?;
-    let metrics = registry.map(libp2p::metrics::Metrics::new);
+    let mut registry = registry;
+    let swarm = behaviour::build_swarm_with_metrics(keypair, &config, registry.as_deref_mut())?;
+    let metrics = registry.as_deref_mut().map(libp2p::metrics::Metrics::new);
+    let overlay_metrics = registry.map(metrics::OverlayMetrics::register);
     let (command_tx, command_rx) = mpsc::channel(config.command_buffer.max(1));
     let (event_tx, event_rx) = mpsc::channel(config.event_buffer.max(1));
-    let mut event_loop = EventLoop::new(swarm, key.clone(), config, command_rx, event_tx, metrics);
+    let mut event_loop = EventLoop::new(
+        swarm,
+        key.clone(),
+        config,
+        command_rx,
+        event_tx,
+        metrics,
+        overlay_metrics,
+    );
     event_loop.start()?;
     Ok((
         Client {

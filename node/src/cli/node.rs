@@ -2,7 +2,9 @@
 //!
 //! The API (on `--http`, loopback by default) is what `agora peers` and `agora providers` read:
 //! `GET /api/status`, `GET /api/peers`, `GET /api/providers?task=embed[&model=M][&dht=1&subnet=1]`.
-//! It is for the operator of this machine, not for the network: bind it to 127.0.0.1.
+//! It is for the operator of this machine, not for the network: bind it to 127.0.0.1. The same
+//! address serves the web status page (`GET /`) and Prometheus metrics (`GET /metrics`): see
+//! [`agora::status`] and `docs/metrics.md`.
 
 use agora_overlay::{Client, Config, KadMode, Multiaddr, ProviderRow, RelayMode, SubnetOffer};
 use agora_protocols::{ModelOffer, QueryErrorKind, SecretKey, Task};
@@ -28,6 +30,9 @@ pub struct NodeArgs {
     /// node only publishes it; queries are refused until a model runner (`agora serve`) answers.
     #[arg(long, value_name = "TASK:MODEL:PRICE")]
     advertise: Vec<String>,
+    /// The ledger whose metagraph the status page shows (none when its genesis does not exist).
+    #[command(flatten)]
+    pub ledger: super::ledger::LedgerPaths,
 }
 
 /// Which key is this peer's identity (its hotkey): shared by every command that joins the mesh.
@@ -199,12 +204,19 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(key, config, args.http))?;
+    let ledger = ledger_source(&args.ledger, subnet);
+    runtime.block_on(serve(key, config, args.http, ledger))?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(key: SecretKey, config: Config, http: Option<SocketAddr>) -> anyhow::Result<()> {
-    let (client, mut events) = agora_overlay::spawn(&key, config, None)?;
+async fn serve(
+    key: SecretKey,
+    config: Config,
+    http: Option<SocketAddr>,
+    ledger: Option<agora::status::LedgerSource>,
+) -> anyhow::Result<()> {
+    let (client, mut events, page) = spawn_observed(&key, config, "node")?;
+    let page = page.with_ledger(ledger);
 
     // No model runner is attached to a bare node: refuse with a reason rather than time out.
     let refuser = client.clone();
@@ -237,7 +249,7 @@ async fn serve(key: SecretKey, config: Config, http: Option<SocketAddr>) -> anyh
             .await
             .with_context(|| format!("binding the API on {addr}"))?;
         println!("http {}", listener.local_addr()?);
-        let app = api(client.clone());
+        let app = api(client.clone()).merge(agora::status::router(page));
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 eprintln!("API server stopped: {e}");
@@ -251,6 +263,64 @@ async fn serve(key: SecretKey, config: Config, http: Option<SocketAddr>) -> anyh
 
     shutdown.await;
     Ok(())
+}
+
+/// Joins the mesh like [`agora_overlay::spawn`], with one Prometheus registry (prefix `agora`) that
+/// libp2p, the overlay and the marketplace's [`agora::metrics::Metrics`] all record into, and the
+/// status page's context around it (add the receipt store and ledger to it where there are some).
+pub fn spawn_observed(
+    key: &SecretKey,
+    config: Config,
+    role: &'static str,
+) -> anyhow::Result<(
+    Client,
+    tokio::sync::mpsc::Receiver<agora_overlay::Event>,
+    agora::status::StatusContext,
+)> {
+    let mut registry = prometheus_client::registry::Registry::with_prefix("agora");
+    let (client, events) = agora_overlay::spawn(key, config, Some(&mut registry))?;
+    let metrics = agora::metrics::Metrics::register(&mut registry, role);
+    let status = agora::status::StatusContext::new(client.clone(), metrics, registry, role);
+    Ok((client, events, status))
+}
+
+/// The ledger behind `paths`, read for the status page: its `subnet`'s metagraph at the last
+/// block, or none where the genesis file does not exist (a node started without a ledger).
+pub fn ledger_source(
+    paths: &super::ledger::LedgerPaths,
+    subnet: u16,
+) -> Option<agora::status::LedgerSource> {
+    let genesis = paths.genesis_path().ok()?;
+    let log = paths.log_path().ok()?;
+    Some(std::sync::Arc::new(move || {
+        use agora_ledger::log::{LocalLog, replay};
+        if !genesis.exists() {
+            return Ok(None);
+        }
+        let state = agora_ledger::state::LedgerGenesis::load(&genesis)
+            .map_err(|e| format!("reading {}: {e}", genesis.display()))?
+            .to_state();
+        let state = if log.exists() {
+            let mut reader = LocalLog::open_read_only(&log)
+                .map_err(|e| format!("opening {}: {e}", log.display()))?;
+            replay(&mut reader, state)
+                .map_err(|e| format!("replaying {}: {e}", log.display()))?
+                .0
+        } else {
+            state
+        };
+        let height = state.height();
+        let epoch = state
+            .subnet(subnet)
+            .map(|s| s.epoch_index(height))
+            .unwrap_or(0);
+        Ok(Some(agora::status::LedgerView {
+            subnet,
+            height,
+            epoch,
+            rows: state.metagraph(subnet).unwrap_or_default(),
+        }))
+    }))
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.

@@ -62,6 +62,21 @@ impl ClientArgs {
         &self,
         command: &str,
     ) -> anyhow::Result<(MarketClient, Option<TempStore>)> {
+        let (client, temp, _) = self.connect_observed(command, "client").await?;
+        Ok((client, temp))
+    }
+
+    /// [`Self::connect`], counting into one metrics registry; also returns the status page's
+    /// context (receipt store and ledger filled in) for commands that serve `--http`.
+    pub async fn connect_observed(
+        &self,
+        command: &str,
+        role: &'static str,
+    ) -> anyhow::Result<(
+        MarketClient,
+        Option<TempStore>,
+        agora::status::StatusContext,
+    )> {
         let key = self.key.load()?;
         let mut config = self.mesh.overlay_config()?;
         // A client is dialed back only on its connections: ephemeral ports, so that it never
@@ -77,7 +92,10 @@ impl ClientArgs {
         let store = ReceiptStore::open(&path)
             .with_context(|| format!("opening the receipt store {}", path.display()))?;
         let writer = ReceiptWriter::spawn(store.clone(), 1024);
-        let (overlay, mut events) = agora_overlay::spawn(&key, config, None)?;
+        let (overlay, mut events, status) = super::node::spawn_observed(&key, config, role)?;
+        let status = status
+            .with_receipts(store.clone())
+            .with_ledger(super::node::ledger_source(&self.ledger, subnet));
         // A client serves nothing: refuse anything that arrives instead of letting it time out.
         let refuser = overlay.clone();
         tokio::spawn(async move {
@@ -106,11 +124,12 @@ impl ClientArgs {
                 ..ClientConfig::default()
             },
         );
+        client.set_metrics(status.metrics.clone());
         match reputation(&self.ledger, subnet) {
             Ok(reputation) => client.set_reputation(reputation),
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "no consensus reputation"),
         }
-        Ok((client, temp))
+        Ok((client, temp, status))
     }
 }
 

@@ -3,9 +3,10 @@
 //!
 //! Stdout is for scripts and tests: model loading progress, then the lines `agora node` prints
 //! (`peer`, `listen`, `http`), then `ready`. Logs go to stderr (`-v`). The local API (`--http`) is
-//! `agora node`'s, plus `GET /api/serve` with the provider's counters.
+//! `agora node`'s, plus `GET /api/serve` with the provider's counters, the status page (`GET /`)
+//! and Prometheus metrics (`GET /metrics`).
 
-use super::node::{KeyArgs, MeshArgs, api, shutdown_signal};
+use super::node::{KeyArgs, MeshArgs, api, ledger_source, shutdown_signal, spawn_observed};
 use agora::market::admission::AdmissionConfig;
 use agora::market::provider::{Provider, ProviderConfig, ProviderStats, initial_offers};
 use agora::market::runner::{Fault, KNOWN_MODELS, ModelRunner};
@@ -63,6 +64,13 @@ pub struct ServeArgs {
     /// show validators taking a faulty miner's incentive away.
     #[arg(long, value_enum, hide = true)]
     pub fault: Option<Fault>,
+    /// The ledger log whose metagraph the status page shows [default: ~/.agora/ledger/log].
+    #[arg(long, env = "AGORA_LEDGER_LOG", value_name = "PATH")]
+    pub ledger_log: Option<PathBuf>,
+    /// The ledger genesis [default: ~/.agora/ledger/genesis.json]; where it does not exist the
+    /// status page shows no metagraph.
+    #[arg(long, env = "AGORA_LEDGER_GENESIS", value_name = "PATH")]
+    pub ledger_genesis: Option<PathBuf>,
 }
 
 /// Prices per model from `--price` flags over the defaults.
@@ -161,8 +169,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     let writer = ReceiptWriter::spawn(store.clone(), WRITER_QUEUE);
     let result = runtime.block_on(async {
-        let (client, events) = agora_overlay::spawn(&key, overlay, None)?;
-        let provider = Provider::new(key, client.clone(), runner, store, writer.clone(), config);
+        let (client, events, status) = spawn_observed(&key, overlay, "serve")?;
+        let status = status
+            .with_receipts(store.clone())
+            .with_ledger(ledger_source(
+                &super::ledger::LedgerPaths {
+                    log: args.ledger_log.clone(),
+                    genesis: args.ledger_genesis.clone(),
+                },
+                subnet,
+            ));
+        let provider = Provider::new(key, client.clone(), runner, store, writer.clone(), config)
+            .with_metrics(status.metrics.clone());
         let stats = provider.stats();
         print_addresses(&client, &mut stdout).await?;
         if let Some(addr) = args.http {
@@ -170,7 +188,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("binding the API on {addr}"))?;
             writeln!(stdout, "http {}", listener.local_addr()?)?;
-            let app = api(client.clone()).merge(serve_api(stats));
+            let app = api(client.clone())
+                .merge(serve_api(stats))
+                .merge(agora::status::router(status));
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, app).await {
                     eprintln!("API server stopped: {e}");

@@ -69,6 +69,10 @@ pub struct ValidateArgs {
     /// Where the pending commit is kept [default: ~/.agora/validator/<hotkey>].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Serve the local JSON API, the status page and `/metrics` here (e.g. 127.0.0.1:7701; port 0
+    /// picks one and prints it).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http: Option<std::net::SocketAddr>,
 }
 
 /// What the prober and the ledger loop share.
@@ -81,6 +85,8 @@ struct Shared {
     /// mid-round does not leave out the miners not yet challenged.
     rounds: AtomicU64,
     stop: AtomicBool,
+    /// Ledger height and epoch, challenges and weight writes; set once the mesh is joined.
+    metrics: std::sync::OnceLock<agora::metrics::Metrics>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -127,6 +133,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         neurons: Mutex::new((BTreeMap::new(), None)),
         rounds: AtomicU64::new(0),
         stop: AtomicBool::new(false),
+        metrics: std::sync::OnceLock::new(),
     });
     let mut ledger = LedgerLoop {
         key: key.clone(),
@@ -157,7 +164,21 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     let result = runtime.block_on(async {
         let shutdown = shutdown_signal();
-        let (client, _temp) = args.client.connect("validate").await?;
+        let (client, _temp, status) = args.client.connect_observed("validate", "validate").await?;
+        let _ = shared.metrics.set(status.metrics.clone());
+        if let Some(addr) = args.http {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the API on {addr}"))?;
+            say(&format!("http {}", listener.local_addr()?));
+            let app =
+                super::node::api(client.overlay().clone()).merge(agora::status::router(status));
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    eprintln!("API server stopped: {e}");
+                }
+            });
+        }
         let prober = Prober {
             client,
             runner,
@@ -311,6 +332,9 @@ impl Prober {
                 .await
                 .map(|s| (generate_quality(reference, &s.output), s.latency)),
         };
+        if let Some(m) = self.shared.metrics.get() {
+            m.challenge(answered.is_ok());
+        }
         match answered {
             Ok((quality, latency)) => Probe::Answered { quality, latency },
             Err(e) => {
@@ -384,6 +408,15 @@ impl LedgerLoop {
             return Ok(());
         }
         let view = self.view();
+        if let Some(m) = self.shared.metrics.get() {
+            let height = self.state.height();
+            let epoch = self
+                .state
+                .subnet(self.netuid)
+                .map(|s| s.epoch_index(height))
+                .unwrap_or(0);
+            m.set_ledger(height, epoch);
+        }
         self.publish_neurons(view.as_ref());
         let Some(view) = view else {
             if !self.announced {
@@ -486,7 +519,17 @@ impl LedgerLoop {
             if intended != Plan::SetWeights {
                 self.store.clear()?;
             }
+            if let Some(m) = self.shared.metrics.get() {
+                m.weights_written("refused");
+            }
             return Ok(());
+        }
+        if let Some(m) = self.shared.metrics.get() {
+            m.weights_written(match intended {
+                Plan::Commit => "commit",
+                Plan::Reveal => "reveal",
+                _ => "set",
+            });
         }
         let what = match intended {
             Plan::Commit => "committed weights",

@@ -14,6 +14,7 @@
 //!    answers after we moved on is never paid twice for the query, and we never pay two providers.
 
 use super::policy::{Candidate, Failure, PolicyConfig, ProviderPolicy, Standing};
+use crate::metrics::{Metrics, QueryRecord, error_kind_label};
 use agora_ledger::store::{Entry, ReceiptStore, ReceiptWriter, StoreError};
 use agora_overlay::{OverlayError, PeerId, now_ms};
 use agora_protocols::{
@@ -234,6 +235,7 @@ struct Inner {
     settlements: Arc<tokio::sync::Semaphore>,
     unacknowledged: AtomicU64,
     config: ClientConfig,
+    metrics: std::sync::OnceLock<Metrics>,
 }
 
 impl MarketClient {
@@ -261,8 +263,40 @@ impl MarketClient {
                 )),
                 unacknowledged: AtomicU64::new(0),
                 config,
+                metrics: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    /// Counts every attempt into `metrics` (and its recent-queries ring) from now on. The first
+    /// call wins.
+    pub fn set_metrics(&self, metrics: Metrics) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+
+    /// Counts one attempt at `peer` (`None`: nobody could be asked).
+    fn count_attempt(
+        &self,
+        task: Task,
+        model: &str,
+        peer: Option<PeerId>,
+        result: &'static str,
+        round_trip: Option<Duration>,
+        price: u64,
+    ) {
+        let Some(metrics) = self.inner.metrics.get() else {
+            return;
+        };
+        let record = QueryRecord::now(
+            "out",
+            task,
+            model,
+            peer.map(|p| p.to_string()).unwrap_or_default(),
+            result,
+            round_trip.unwrap_or_default(),
+            price,
+        );
+        metrics.query_sent(record, round_trip);
     }
 
     /// The overlay handle.
@@ -623,13 +657,29 @@ impl MarketClient {
                 break;
             }
             let request = self.sign_request(query_id, task, model, &input, deadline_ms)?;
+            let mut attempt_started = Instant::now();
             let outcome = match (self.inner.config.mode, only) {
                 (Mode::Direct, _) | (Mode::Open, Some(_)) => {
                     let peer = match only {
                         Some(peer) if !tried.contains(&peer) => peer,
                         Some(_) => break,
                         None => {
-                            let ranked = self.ranked_providers(task, model).await?;
+                            let ranked = match self.ranked_providers(task, model).await {
+                                Ok(ranked) => ranked,
+                                Err(e) => {
+                                    if matches!(e, MarketError::NoProvider { .. }) {
+                                        self.count_attempt(
+                                            task,
+                                            model,
+                                            None,
+                                            "no_provider",
+                                            None,
+                                            0,
+                                        );
+                                    }
+                                    return Err(e);
+                                }
+                            };
                             let Some(choice) =
                                 ranked.into_iter().find(|c| !tried.contains(&c.peer))
                             else {
@@ -641,6 +691,7 @@ impl MarketClient {
                     tried.insert(peer);
                     asked_anyone = true;
                     self.policy().started(peer, Instant::now());
+                    attempt_started = Instant::now();
                     let result =
                         tokio::time::timeout(left, self.inner.overlay.query(peer, request)).await;
                     (peer, result)
@@ -659,6 +710,12 @@ impl MarketClient {
                             (peer, Ok(Ok(answer)))
                         }
                         Ok(Err(e)) => {
+                            let result = match &e {
+                                OverlayError::NoOffers(_) => "no_provider",
+                                OverlayError::Refused(q) => error_kind_label(q.kind),
+                                _ => "unreachable",
+                            };
+                            self.count_attempt(task, model, None, result, None, 0);
                             failed.push(Attempt {
                                 provider: self.inner.overlay.peer_id(),
                                 error: e.to_string(),
@@ -673,6 +730,12 @@ impl MarketClient {
             let answer = match result {
                 Ok(Ok(answer)) => answer,
                 Ok(Err(e)) => {
+                    let result = match &e {
+                        OverlayError::Refused(q) => error_kind_label(q.kind),
+                        OverlayError::BadAnswer { .. } => "bad_answer",
+                        _ => "unreachable",
+                    };
+                    self.count_attempt(task, model, Some(peer), result, None, 0);
                     let failure = match &e {
                         OverlayError::Refused(q) => {
                             last_refusal = Some(q.clone());
@@ -691,6 +754,7 @@ impl MarketClient {
                     continue;
                 }
                 Err(_) => {
+                    self.count_attempt(task, model, Some(peer), "timeout", None, 0);
                     self.policy().failed(peer, Failure::Fault, Instant::now());
                     failed.push(Attempt {
                         provider: peer,
@@ -705,6 +769,7 @@ impl MarketClient {
             {
                 Ok(output) => output,
                 Err(e) => {
+                    self.count_attempt(task, model, Some(peer), "bad_answer", None, 0);
                     self.policy().failed(peer, Failure::Fault, Instant::now());
                     failed.push(Attempt {
                         provider: peer,
@@ -714,6 +779,7 @@ impl MarketClient {
                 }
             };
             let latency = started.elapsed();
+            let round_trip = attempt_started.elapsed();
             self.policy().succeeded(peer, latency, Instant::now());
             let receipt = answer
                 .receipt
@@ -724,6 +790,11 @@ impl MarketClient {
                 .writer
                 .commit(Entry::Full(receipt.clone()))
                 .await?;
+            let price = receipt.body().price;
+            self.count_attempt(task, model, Some(peer), "ok", Some(round_trip), price);
+            if let Some(metrics) = self.inner.metrics.get() {
+                metrics.receipt_stored("client", price);
+            }
             self.settle_in_background(peer, receipt.clone()).await;
             return Ok(Settled {
                 output,
@@ -735,6 +806,7 @@ impl MarketClient {
         }
         if failed.is_empty() {
             if !asked_anyone && self.inner.config.mode == Mode::Direct {
+                self.count_attempt(task, model, None, "no_provider", None, 0);
                 return Err(MarketError::NoProvider {
                     task,
                     model: model.to_string(),

@@ -19,6 +19,7 @@
 
 use crate::market::admission::{Admission, AdmissionConfig};
 use crate::market::runner::ModelRunner;
+use crate::metrics::{Metrics, QueryRecord, error_kind_label};
 use agora_ledger::balances::Genesis;
 use agora_ledger::store::{Entry, Inserted, ReceiptStore, ReceiptWriter};
 use agora_overlay::{Client, Event, QueryReply, SubnetOffer};
@@ -192,6 +193,7 @@ pub struct Provider {
     answered_by_model: Arc<Mutex<HashMap<String, u64>>>,
     tasks: Arc<Semaphore>,
     settles: Arc<Semaphore>,
+    metrics: Metrics,
 }
 
 /// Everything a query task needs, cloned out of the provider.
@@ -206,6 +208,8 @@ struct QueryJob {
     request: Box<Signed<QueryRequest>>,
     reply: QueryReply,
     price: u64,
+    metrics: Metrics,
+    admitted: Instant,
 }
 
 impl Provider {
@@ -234,6 +238,22 @@ impl Provider {
             tasks,
             settles: Arc::new(Semaphore::new(MAX_SETTLES_IN_FLIGHT)),
             config,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Counts into `metrics` (and its recent-queries ring) from now on.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.runner.observe_batches(&metrics);
+        self.metrics = metrics;
+        self
+    }
+
+    /// Sets the queue depth gauges from the runner's queues.
+    fn refresh_queue_depths(&self) {
+        for (_, model) in self.runner.serves() {
+            self.metrics
+                .set_queue_depth(&model, self.runner.queue_depth(&model));
         }
     }
 
@@ -308,6 +328,7 @@ impl Provider {
                         tracing::warn!(error = %e, "cannot refresh adverts");
                     }
                     tracing::info!(stats = ?self.stats.snapshot(), "provider");
+                    self.refresh_queue_depths();
                 }
             }
         }
@@ -338,6 +359,28 @@ impl Provider {
             .await;
     }
 
+    /// Refuses a query, counting it under its task and the refusal's kind.
+    async fn refuse_query(
+        &self,
+        q: &QueryRequest,
+        client: &PublicKey,
+        reply: QueryReply,
+        kind: QueryErrorKind,
+        message: impl Into<String>,
+    ) {
+        let record = QueryRecord::now(
+            "in",
+            q.task,
+            &q.model,
+            peer_text(client),
+            error_kind_label(kind),
+            Duration::ZERO,
+            0,
+        );
+        self.metrics.query_received(record, None);
+        self.refuse(reply, kind, message).await;
+    }
+
     fn served(&self) -> String {
         self.runner
             .serves()
@@ -357,7 +400,7 @@ impl Provider {
                 self.config.subnet, q.subnet
             );
             return self
-                .refuse(reply, QueryErrorKind::UnknownModel, message)
+                .refuse_query(q, &client, reply, QueryErrorKind::UnknownModel, message)
                 .await;
         }
         let price = match self.config.prices.get(&q.model) {
@@ -370,7 +413,7 @@ impl Provider {
                     self.served()
                 );
                 return self
-                    .refuse(reply, QueryErrorKind::UnknownModel, message)
+                    .refuse_query(q, &client, reply, QueryErrorKind::UnknownModel, message)
                     .await;
             }
         };
@@ -380,12 +423,16 @@ impl Provider {
             Ok(false) => {}
             Ok(true) => {
                 let message = format!("query {} was already answered", q.query_id);
-                return self.refuse(reply, QueryErrorKind::Replay, message).await;
+                return self
+                    .refuse_query(q, &client, reply, QueryErrorKind::Replay, message)
+                    .await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "receipt store read failed");
                 let message = "the provider's receipt store failed";
-                return self.refuse(reply, QueryErrorKind::Internal, message).await;
+                return self
+                    .refuse_query(q, &client, reply, QueryErrorKind::Internal, message)
+                    .await;
             }
         }
         let stored_unpaid = match self.store.unpaid(&client, &self.key.public()) {
@@ -393,7 +440,9 @@ impl Provider {
             Err(e) => {
                 tracing::error!(error = %e, "receipt store read failed");
                 let message = "the provider's receipt store failed";
-                return self.refuse(reply, QueryErrorKind::Internal, message).await;
+                return self
+                    .refuse_query(q, &client, reply, QueryErrorKind::Internal, message)
+                    .await;
             }
         };
         let Ok(permit) = Arc::clone(&self.tasks).try_acquire_owned() else {
@@ -401,13 +450,21 @@ impl Provider {
                 "{} queries in flight, the most this provider runs at once",
                 self.config.max_in_flight
             );
-            return self.refuse(reply, QueryErrorKind::Busy, message).await;
+            return self
+                .refuse_query(q, &client, reply, QueryErrorKind::Busy, message)
+                .await;
         };
         let balance = self.config.genesis.as_ref().map(|g| g.balance_of(&client));
         let decision = {
             let Ok(mut in_flight) = self.in_flight.lock() else {
                 return self
-                    .refuse(reply, QueryErrorKind::Internal, "provider state poisoned")
+                    .refuse_query(
+                        q,
+                        &client,
+                        reply,
+                        QueryErrorKind::Internal,
+                        "provider state poisoned",
+                    )
                     .await;
             };
             if in_flight.queries.contains(&(client, q.query_id)) {
@@ -434,7 +491,9 @@ impl Provider {
             }
         };
         if let Err(e) = decision {
-            return self.refuse(reply, e.kind, e.message).await;
+            return self
+                .refuse_query(q, &client, reply, e.kind, e.message)
+                .await;
         }
         let job = QueryJob {
             key: self.key.clone(),
@@ -447,8 +506,12 @@ impl Provider {
             request,
             reply,
             price,
+            metrics: self.metrics.clone(),
+            admitted: Instant::now(),
         };
-        self.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        let in_flight = self.stats.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        self.metrics.set_in_flight(in_flight);
+        self.refresh_queue_depths();
         tokio::spawn(async move {
             job.run().await;
             drop(permit);
@@ -463,6 +526,7 @@ impl Provider {
         let writer = self.writer.clone();
         let client = self.client.clone();
         let stats = Arc::clone(&self.stats);
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let id = receipt.id();
             let response = match writer.commit(Entry::Full(*receipt)).await {
@@ -474,6 +538,7 @@ impl Provider {
                         &stats.settled_again
                     };
                     counter.fetch_add(1, Ordering::Relaxed);
+                    metrics.receipt_settled(new);
                     QueryWireResponse::Settled { new }
                 }
                 Err(e) => {
@@ -513,6 +578,21 @@ impl QueryJob {
             }
             Ok(output) => self.store_and_answer(output).await,
         };
+        let service = self.admitted.elapsed();
+        let (result, price) = match &response {
+            QueryWireResponse::Error(e) => (error_kind_label(e.kind), 0),
+            _ => ("ok", self.price),
+        };
+        let record = QueryRecord::now(
+            "in",
+            q.task,
+            &q.model,
+            peer_text(&client_key),
+            result,
+            service,
+            price,
+        );
+        self.metrics.query_received(record, Some(service));
         if let Ok(mut in_flight) = self.in_flight.lock() {
             if let Some(p) = in_flight.pending.get_mut(&client_key) {
                 *p = p.saturating_sub(self.price);
@@ -522,7 +602,12 @@ impl QueryJob {
             }
             in_flight.queries.remove(&(client_key, q.query_id));
         }
-        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let left = self
+            .stats
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
+        self.metrics.set_in_flight(left);
         let _ = self.client.respond(self.reply, response).await;
     }
 
@@ -545,6 +630,7 @@ impl QueryJob {
         match self.writer.commit(Entry::Half(half)).await {
             Ok(_) => {
                 self.stats.answered.fetch_add(1, Ordering::Relaxed);
+                self.metrics.receipt_stored("provider", self.price);
                 if let Ok(mut m) = self.answered_by_model.lock() {
                     *m.entry(q.model.clone()).or_insert(0) += 1;
                 }
@@ -560,6 +646,13 @@ impl QueryJob {
             }
         }
     }
+}
+
+/// A peer's id as text for the status page, from its key (the key's hex if it has no peer id).
+fn peer_text(key: &PublicKey) -> String {
+    agora_overlay::peer_id_of(key)
+        .map(|p| p.to_string())
+        .unwrap_or_else(|_| key.to_hex())
 }
 
 /// The subnet offers of `runner`'s models at `prices`, before anything was measured (for the first

@@ -28,7 +28,7 @@ use agora_protocols::{
     EmbedInput, EmbedOutput, Finish, GenerateInput, GenerateOutput, Payload, QueryErrorKind,
     Sampling, Task,
 };
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// Every model this build can serve, with its task.
@@ -131,6 +131,9 @@ struct Loaded {
 pub struct ModelRunner {
     models: Arc<Vec<Loaded>>,
     fault: Option<Fault>,
+    /// Where the embedding worker reports its batch sizes, once someone asks
+    /// ([`ModelRunner::observe_batches`]); shared with the worker thread.
+    batch_metrics: Arc<OnceLock<crate::metrics::Metrics>>,
 }
 
 /// A deliberate misbehaviour, for chaos tests of validators (`agora serve --fault`, hidden): an
@@ -196,6 +199,7 @@ impl ModelRunner {
             }
         }
         let mut loaded = Vec::new();
+        let batch_metrics = Arc::new(OnceLock::new());
         for (name, task) in wanted {
             progress(&format!("loading {name} ..."));
             let started = Instant::now();
@@ -211,7 +215,10 @@ impl ModelRunner {
                     )
                     .map_err(|e| load_error(e.to_string()))?;
                     let device_name = embedder.device().name();
-                    (Engine::Embed(embed_scheduler(embedder)?), device_name)
+                    (
+                        Engine::Embed(embed_scheduler(embedder, Arc::clone(&batch_metrics))?),
+                        device_name,
+                    )
                 }
                 Task::Generate => {
                     let generator = Generator::load(&default_model_path(), device)
@@ -236,6 +243,7 @@ impl ModelRunner {
         Ok(Self {
             models: Arc::new(loaded),
             fault: None,
+            batch_metrics,
         })
     }
 
@@ -243,6 +251,12 @@ impl ModelRunner {
     pub fn with_fault(mut self, fault: Option<Fault>) -> Self {
         self.fault = fault;
         self
+    }
+
+    /// Reports every embedding batch's size to `metrics` from now on (the first call wins: one
+    /// runner, one registry).
+    pub fn observe_batches(&self, metrics: &crate::metrics::Metrics) {
+        let _ = self.batch_metrics.set(metrics.clone());
     }
 
     /// What this runner serves: (task, model) pairs, in load order.
@@ -308,11 +322,15 @@ impl ModelRunner {
 
 fn embed_scheduler(
     embedder: SentenceEmbedder,
+    batch_metrics: Arc<OnceLock<crate::metrics::Metrics>>,
 ) -> Result<Scheduler<String, EmbedResult>, RunnerError> {
     let config = SchedulerConfig::default()
         .with_max_batch(embedding::MAX_BATCH)
         .with_queue_capacity(EMBED_QUEUE);
     Scheduler::spawn("agora-embed", config, move |texts: Vec<String>| {
+        if let Some(metrics) = batch_metrics.get() {
+            metrics.embed_batch(texts.len());
+        }
         let count = |t: &String| {
             embedder
                 .tokenize(t)

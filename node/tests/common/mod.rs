@@ -272,6 +272,8 @@ pub struct Served {
     pub proc: Proc,
     pub peer: agora_overlay::PeerId,
     pub listen: agora_overlay::Multiaddr,
+    /// The `--http` address it printed, when started with one.
+    pub http: Option<String>,
 }
 
 /// Starts `agora serve --loopback` for wallet `name` (made by [`new_wallet`]) on `port`, storing
@@ -300,9 +302,12 @@ pub fn start_serve(
     let proc = Proc::start(name, Path::new(env!("CARGO_BIN_EXE_agora")), &args);
     let mut peer = None;
     let mut addr = None;
+    let mut http = None;
     proc.wait_for("ready", |l| {
         let l = l.trim();
-        if let Some(p) = l.strip_prefix("peer ") {
+        if let Some(h) = l.strip_prefix("http ") {
+            http = Some(h.to_string());
+        } else if let Some(p) = l.strip_prefix("peer ") {
             peer = Some(p.parse().unwrap());
         } else if let Some(a) = l.strip_prefix("listen ") {
             addr.get_or_insert_with(|| a.parse().unwrap());
@@ -313,6 +318,7 @@ pub fn start_serve(
         proc,
         peer: peer.expect("a peer line"),
         listen: addr.expect("a listen line"),
+        http,
     }
 }
 
@@ -388,6 +394,82 @@ pub async fn connect_to(
         let _ = client.dial(addr.clone()).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+// ---- helpers of the operators' kit tests (metrics, status page) ----------------------------------
+
+/// Starts a loopback bootstrap node serving `/metrics` on `127.0.0.1:metrics_port`; returns it
+/// and its full address.
+pub fn start_bootstrap_with_metrics(dir: &Path, metrics_port: u16) -> (Proc, String) {
+    let key = dir.join("bootstrap.key");
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let boot = Proc::start(
+        "bootstrap",
+        &bootstrap_binary(),
+        &[
+            "--key-file",
+            key.to_str().unwrap(),
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--metrics",
+            &metrics,
+            "--loopback",
+        ],
+    );
+    let addr = boot.wait_for("its address", |l| {
+        l.contains("/p2p/").then(|| l.trim().to_string())
+    });
+    (boot, addr)
+}
+
+/// A plain HTTP/1.1 GET of `http://addr/path` with an `Accept` header: (status, content type,
+/// body). Enough for our own servers (no TLS, no chunked bodies: axum sends a length).
+pub fn http_get(addr: &str, path: &str, accept: &str) -> (u16, String, String) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (status, content_type, body.to_string())
+}
+
+/// An outside program the tests drive (promtool, chromium): `$ENV` if set, else `name` on the
+/// PATH; a missing one fails the test with the way to install it.
+pub fn outside_tool(name: &str, env: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(env) {
+        return PathBuf::from(path);
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "{name} is not installed: run `scripts/setup-tools` (it installs it from Debian), \
+             or set {env} to its path"
+        )
+    })
 }
 
 /// A real receipt signed by `provider` for `client` on `subnet`: query `n` at `price`, the
