@@ -499,3 +499,72 @@ pub fn signed_half(
     };
     agora_protocols::ProviderReceipt::sign(body, provider).unwrap()
 }
+
+/// A local ledger under `dir` (`DIR/genesis.json`, `DIR/ledger.log`, as [`agora_in`] uses them):
+/// every coldkey of `wallets` (name, coldkey hex) funded, subnet 1 owned by the first, and each
+/// wallet's hotkey registered on it by a signed transaction (`agora register`), in order, so the
+/// i-th wallet has uid i.
+pub fn ledger_with_registered_subnet(dir: &Path, wallets: &[(&str, &str)]) {
+    let accounts: serde_json::Map<String, serde_json::Value> = wallets
+        .iter()
+        .map(|(_, cold)| (cold.to_string(), serde_json::json!(1_000_000_000_000u64)))
+        .collect();
+    let genesis = serde_json::json!({
+        "accounts": accounts,
+        "subnets": [{ "owner": wallets[0].1, "hyperparameters": { "tempo": 10 } }]
+    });
+    std::fs::write(dir.join("genesis.json"), genesis.to_string()).unwrap();
+    for (name, _) in wallets {
+        agora_ok(
+            dir,
+            &[
+                "register",
+                "--wallet",
+                name,
+                "--subnet",
+                "1",
+                "--password-env",
+                "COLD_PW",
+            ],
+        );
+    }
+}
+
+/// Runs `program args`, killing it if it outlives [`DEADLINE`]; returns its output.
+pub fn run_bounded(program: &Path, args: &[String]) -> std::process::Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{} starts: {e}", program.display()));
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        BufReader::new(stdout).read_to_end(&mut v).unwrap();
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        BufReader::new(stderr).read_to_end(&mut v).unwrap();
+        v
+    });
+    let end = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("{} did not finish", program.display());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
