@@ -255,8 +255,16 @@ impl Metrics {
             // Histograms with no observation yet still show, so dashboards have their series.
             let _ = m.service_seconds.get_or_create(&task);
             let _ = m.round_trip_seconds.get_or_create(&task);
+            let ok = QueryLabels {
+                task: task.task,
+                result: "ok",
+            };
+            let _ = m.queries_received.get_or_create(&ok);
+            let _ = m.queries_sent.get_or_create(&ok);
         }
-        m.earned_units.inc_by(0);
+        for side in ["provider", "client"] {
+            let _ = m.receipts_stored.get_or_create(&SideLabels { side });
+        }
         m
     }
 
