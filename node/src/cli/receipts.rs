@@ -34,7 +34,12 @@ pub enum ReceiptsCommand {
 #[derive(Debug, Args)]
 pub struct StorePath {
     /// The receipt store [default: ~/.agora/receipts.redb].
-    #[arg(long, visible_alias = "receipts", env = "AGORA_RECEIPTS", value_name = "PATH")]
+    #[arg(
+        long,
+        visible_alias = "receipts",
+        env = "AGORA_RECEIPTS",
+        value_name = "PATH"
+    )]
     pub store: Option<PathBuf>,
 }
 
