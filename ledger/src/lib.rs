@@ -5,6 +5,7 @@
 
 pub mod anchor;
 pub mod balances;
+pub mod chain;
 pub mod consensus;
 pub mod emission;
 mod framing;
