@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use agora_ledger::balances::Genesis;
+use agora_ledger::chain::anvil::{Anvil, DEV_KEYS, default_binary};
 use agora_ledger::chain::{
     ChainClient, ChainConfig, ChainError, Follower, Outbox, SentMarker, Submission, deploy,
 };
@@ -16,131 +17,23 @@ use agora_protocols::SecretKey;
 use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// anvil's first two well-known development keys (public test keys, never for real funds).
-const DEV_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
-const DEV_KEY_1: &str = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const DEV_KEY_0: &str = DEV_KEYS[0];
+const DEV_KEY_1: &str = DEV_KEYS[1];
 
-fn anvil_path() -> PathBuf {
-    let out = Command::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../scripts/setup-tools"
-    ))
-    .arg("--print")
-    .stderr(Stdio::inherit())
-    .output()
-    .expect("scripts/setup-tools --print runs");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let path = text
-        .lines()
-        .find_map(|l| l.strip_prefix("ANVIL="))
-        .map(PathBuf::from)
-        .expect("setup-tools prints ANVIL=");
-    assert!(
-        path.exists(),
-        "anvil is missing at {}: run scripts/setup-tools",
-        path.display()
-    );
-    path
+fn start_anvil(dir: &Path) -> Anvil {
+    let binary = default_binary().expect("a home directory");
+    Anvil::start(&binary, dir, None).expect("anvil starts (installed by scripts/setup-tools)")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+fn mine(anvil: &Anvil, blocks: u64) {
+    runtime().block_on(anvil.mine(blocks)).unwrap();
 }
 
-/// A real anvil on a loopback port, keeping its chain in a state file across restarts.
-struct Anvil {
-    binary: PathBuf,
-    port: u16,
-    state: PathBuf,
-    child: Option<Child>,
-}
-
-impl Anvil {
-    fn start(dir: &Path) -> Self {
-        let mut anvil = Anvil {
-            binary: anvil_path(),
-            port: free_port(),
-            state: dir.join("anvil-state.json"),
-            child: None,
-        };
-        anvil.spawn();
-        anvil
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(&self.binary)
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .arg("--state")
-            .arg(&self.state)
-            .arg("--silent")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("anvil starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "anvil did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Stops anvil the way an operator would (SIGTERM): it writes its state file on the way out.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-        }
-    }
-
-    fn rpc(&self, method: &str, params: serde_json::Value) -> serde_json::Value {
-        let body =
-            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-X",
-                "POST",
-                "-H",
-                "content-type: application/json",
-                "--data",
-            ])
-            .arg(body.to_string())
-            .arg(self.url())
-            .output()
-            .expect("curl runs");
-        let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json answer");
-        assert!(value.get("error").is_none(), "{method}: {value}");
-        value["result"].clone()
-    }
-
-    fn mine(&self, blocks: u64) {
-        self.rpc("anvil_mine", serde_json::json!([format!("{blocks:#x}")]));
-    }
-}
-
-impl Drop for Anvil {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+fn anvil_rpc(anvil: &Anvil, method: &str, params: serde_json::Value) {
+    runtime().block_on(anvil.request(method, params)).unwrap();
 }
 
 fn key(hex: &str) -> PrivateKeySigner {
@@ -170,7 +63,7 @@ struct World {
 
 fn world(depth: u64) -> World {
     let dir = tempfile::tempdir().unwrap();
-    let anvil = Anvil::start(dir.path());
+    let anvil = start_anvil(dir.path());
     let rt = runtime();
     let (contract, start_block) = rt
         .block_on(deploy(
@@ -251,7 +144,7 @@ impl World {
             let report = rt.block_on(client.flush(outbox)).unwrap();
             assert!(report.failed.is_empty(), "{:?}", report.failed);
             assert!(report.interrupted.is_none(), "{:?}", report.interrupted);
-            self.anvil.mine(1);
+            mine(&self.anvil, 1);
             assert!(Instant::now() < deadline, "outbox did not drain");
         }
     }
@@ -294,10 +187,10 @@ fn three_followers_reach_one_state_root_through_an_rpc_restart() {
     ));
 
     // It comes back on the same port with its chain: the queue goes out, the followers resume.
-    w.anvil.spawn();
+    w.anvil.resume().unwrap();
     let sender = w.client(Some(DEV_KEY_1));
     w.drain(&sender, &outbox);
-    w.anvil.mine(3);
+    mine(&w.anvil, 3);
     assert_eq!(runtime().block_on(sender.sequence()).unwrap(), 23);
     for name in ["a", "b", "c"] {
         w.sync(name);
@@ -337,7 +230,7 @@ fn a_submission_already_on_chain_is_not_sent_again() {
             },
         )
         .unwrap();
-    w.anvil.mine(1);
+    mine(&w.anvil, 1);
     let report = rt.block_on(sender.flush(&outbox)).unwrap();
     assert_eq!(report.sent, 0, "found on chain, not sent again");
     assert_eq!(report.confirmed, 1);
@@ -354,16 +247,16 @@ fn reorgs_below_the_depth_never_reach_the_mirror_and_deeper_ones_stop_it() {
         outbox.push(&s).unwrap();
     }
     w.drain(&sender, &outbox);
-    w.anvil.mine(6);
+    mine(&w.anvil, 6);
     w.sync("a");
     let (_, before) = w.state("a");
     // Replace the last 3 blocks (above the depth of 4) with empty ones: nothing mirrored changes.
-    w.anvil.rpc("anvil_reorg", serde_json::json!([3, []]));
+    anvil_rpc(&w.anvil, "anvil_reorg", serde_json::json!([3, []]));
     let report = w.sync("a");
     assert_eq!(report.transactions, 0);
     assert_eq!(w.state("a").1, before);
     // A reorg deeper than the depth rewrites a mirrored block: the follower refuses to go on.
-    w.anvil.rpc("anvil_reorg", serde_json::json!([8, []]));
+    anvil_rpc(&w.anvil, "anvil_reorg", serde_json::json!([8, []]));
     let follower = Follower::new(w.client(None), &w.mirror("a"));
     match runtime().block_on(follower.sync()) {
         Err(ChainError::DeepReorg { .. }) => {}

@@ -14,7 +14,8 @@ use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// A connection to the chain and the contract, optionally able to send.
+/// A connection to the chain and the contract, optionally able to send. Use it on the tokio
+/// runtime it was made on: its HTTP connections belong to that runtime.
 #[derive(Debug, Clone)]
 pub struct ChainClient {
     config: ChainConfig,

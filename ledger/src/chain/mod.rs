@@ -22,6 +22,7 @@
 //! Works with any EVM chain given its RPC URL (chain id checked when given): anvil locally, and
 //! Bittensor's EVM (chain id 964 mainnet, 945 testnet); see `docs/operator-guide.md`.
 
+pub mod anvil;
 mod client;
 mod contract;
 mod follower;
@@ -35,7 +36,9 @@ pub use outbox::{
 };
 
 use crate::log::LogError;
-use alloy::primitives::Address;
+/// The EVM types a caller needs to configure a chain, re-exported so callers need no alloy.
+pub use alloy::primitives::Address;
+pub use alloy::signers::local::PrivateKeySigner;
 use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;

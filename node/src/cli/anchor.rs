@@ -125,6 +125,10 @@ pub struct VerifyArgs {
     pub proof: String,
     #[command(flatten)]
     pub journal: JournalPath,
+    /// With --chain-rpc, the anchor is looked up on chain (its event, checked against the
+    /// contract's storage) instead of in a journal: nothing of the proof's maker is trusted.
+    #[command(flatten)]
+    pub chain: super::chain::ChainArgs,
 }
 
 pub fn run(cmd: AnchorCommand) -> anyhow::Result<ExitCode> {
@@ -238,7 +242,47 @@ fn settle_cmd(args: &SettleArgs) -> anyhow::Result<ExitCode> {
     if !done.appended {
         eprintln!("already settled: this is the journaled record");
     }
+    if args.ledger.chain.enabled() {
+        anchor_on_chain(&args.ledger, &done.anchor)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Queues the anchor for the chain in the outbox beside the ledger mirror (durable at once) and
+/// sends it; `agora chain follow` keeps sending whatever the RPC did not take yet.
+fn anchor_on_chain(ledger: &LedgerPaths, anchor: &SignedAnchor) -> anyhow::Result<()> {
+    use agora_ledger::chain::{ChainClient, Outbox, Submission};
+    let record = anchor.record();
+    let outbox = Outbox::open(&super::chain::outbox_dir(&ledger.log_path()?))?;
+    outbox.push(&Submission::Anchor {
+        subnet: record.subnet,
+        epoch: record.epoch,
+        record_hash: anchor.hash(),
+        record: anchor.to_bytes().to_vec(),
+    })?;
+    let config = ledger.chain.config()?;
+    let signer = ledger
+        .chain
+        .signer()?
+        .context("anchoring on chain needs --chain-key (or AGORA_CHAIN_KEY)")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(async {
+        let client = ChainClient::connect(config, Some(signer)).await?;
+        anyhow::Ok(client.flush(&outbox).await?)
+    });
+    match report {
+        Ok(report) if report.interrupted.is_none() && report.failed.is_empty() => {
+            println!("anchor {} sent to the chain", hex::encode(anchor.hash()));
+        }
+        Ok(report) if !report.failed.is_empty() => {
+            bail!("the chain refused the anchor: {}", report.failed[0].1);
+        }
+        Ok(report) => println!("anchor queued: {}", report.interrupted.unwrap_or_default()),
+        Err(e) => println!("anchor queued: {e:#}"),
+    }
+    Ok(())
 }
 
 fn list(args: &ListArgs) -> anyhow::Result<ExitCode> {
@@ -327,6 +371,9 @@ fn read_proof(source: &str) -> anyhow::Result<String> {
 
 fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let text = read_proof(&args.proof)?;
+    if args.chain.enabled() {
+        return verify_on_chain(&args.chain, &text);
+    }
     let journal = args.journal.open_read_only()?;
     let outcome = InclusionProof::from_text(&text)
         .and_then(|proof| proof.verify())
@@ -349,6 +396,59 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => {
             println!("invalid: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// Verifies a proof against the chain: the proof's own checks, then an `Anchored` event of the
+/// same subnet and epoch whose record hash matches and which the contract's storage confirms.
+fn verify_on_chain(chain: &super::chain::ChainArgs, text: &str) -> anyhow::Result<ExitCode> {
+    use agora_ledger::chain::ChainClient;
+    let ok = match InclusionProof::from_text(text).and_then(|proof| proof.verify()) {
+        Ok(ok) => ok,
+        Err(e) => {
+            println!("invalid: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let r = ok.anchor.record();
+    let config = chain.config()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let found = runtime.block_on(async {
+        let client = ChainClient::connect(config, None).await?;
+        anyhow::Ok(
+            client
+                .find_anchor(r.subnet, r.epoch, ok.anchor_hash())
+                .await?,
+        )
+    })?;
+    match found {
+        Some(on_chain) => {
+            println!(
+                "valid: receipt {} (price {}) is leaf {} of subnet {} epoch {}, anchor {} by {}, \
+                 on chain in block {} from {:#x}",
+                ok.receipt.id(),
+                ok.receipt.body().price,
+                ok.leaf_index,
+                r.subnet,
+                r.epoch,
+                hex::encode(ok.anchor_hash()),
+                r.anchorer,
+                on_chain.block,
+                on_chain.anchorer
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            println!(
+                "invalid: no anchor {} for subnet {} epoch {} on chain",
+                hex::encode(ok.anchor_hash()),
+                r.subnet,
+                r.epoch
+            );
             Ok(ExitCode::FAILURE)
         }
     }

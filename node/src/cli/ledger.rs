@@ -21,6 +21,8 @@ use std::process::ExitCode;
 
 /// Longest a command waits for another writer to release the local log.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Longest a command waits for its transaction to come back final from the chain.
+const CHAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Where the ledger is on this machine.
 #[derive(Debug, Args)]
@@ -35,6 +37,9 @@ pub struct LedgerPaths {
         value_name = "PATH"
     )]
     pub genesis: Option<PathBuf>,
+    /// With a chain, the log above is the mirror of the chain's final blocks.
+    #[command(flatten)]
+    pub chain: super::chain::ChainArgs,
 }
 
 impl LedgerPaths {
@@ -74,6 +79,12 @@ impl LedgerPaths {
     pub(crate) fn state(&self) -> anyhow::Result<LedgerState> {
         let genesis = self.genesis()?.to_state();
         let path = self.log_path()?;
+        if self.chain.enabled()
+            && let Err(e) = super::chain::sync_mirror(&self.chain, &path)
+        {
+            // Reading what the mirror already holds beats no answer; say how stale it may be.
+            eprintln!("note: the chain is unreachable, reading the mirror as it is: {e:#}");
+        }
         if !path.exists() {
             return Ok(genesis);
         }
@@ -92,6 +103,9 @@ impl LedgerPaths {
         let path = self.log_path()?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        if self.chain.enabled() {
+            return self.submit_to_chain(&path, name, tx.to_bytes()?);
         }
         let block = {
             // Another writer (the block clock, a validator) may hold the log for a moment: wait.
@@ -117,6 +131,38 @@ impl LedgerPaths {
             hex::encode(root)
         );
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl LedgerPaths {
+    /// The chain's half of [`LedgerPaths::submit`]: queue, send, wait for the transaction to come
+    /// back final through the mirror, then report what the state machine did with it.
+    fn submit_to_chain(&self, mirror: &Path, name: &str, tx: Vec<u8>) -> anyhow::Result<ExitCode> {
+        use super::chain::{Submitted, submit};
+        match submit(&self.chain, mirror, tx, CHAIN_WAIT)? {
+            Submitted::Queued(reason) => {
+                println!(
+                    "{name} queued in {} ({reason}); it goes out when the chain answers \
+                     (`agora chain follow` keeps sending)",
+                    super::chain::outbox_dir(mirror).display()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Submitted::Final(height) => {
+                let genesis = self.genesis()?.to_state();
+                let mut log = LocalLog::open_read_only(mirror)?;
+                let (_, root, report) = replay(&mut log, genesis)?;
+                if let Some((_, _, error)) = report.refused.iter().find(|(h, _, _)| *h == height) {
+                    eprintln!("the ledger refused the {name} at block {height}: {error}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                println!(
+                    "{name} accepted in block {height} (state root {})",
+                    hex::encode(root)
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Argument parsing and dispatch for every `agora` subcommand.
 
 pub mod anchor;
+pub mod chain;
 pub mod config;
 pub mod consensus;
 pub mod demo;
@@ -73,6 +74,9 @@ pub enum Command {
     /// List, show and verify the receipts in the local receipt store.
     #[command(subcommand)]
     Receipts(receipts::ReceiptsCommand),
+    /// The EVM chain that orders the ledger: deploy its contract, follow it, show its state.
+    #[command(subcommand)]
+    Chain(chain::ChainCommand),
     /// Settle epochs into signed anchor records in the local journal; verify inclusion proofs.
     #[command(subcommand)]
     Anchor(anchor::AnchorCommand),
@@ -107,6 +111,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Consensus(cmd) => consensus::run(cmd),
         Command::Receipts(cmd) => receipts::run(cmd),
         Command::Anchor(cmd) => anchor::run(cmd),
+        Command::Chain(cmd) => chain::run(cmd),
         Command::Transfer(args) => ledger::transfer(args),
         Command::Stake(cmd) => ledger::stake(cmd),
         Command::Subnet(cmd) => ledger::subnet(cmd),

@@ -176,6 +176,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 &super::ledger::LedgerPaths {
                     log: args.ledger_log.clone(),
                     genesis: args.ledger_genesis.clone(),
+                    chain: Default::default(),
                 },
                 subnet,
             ));

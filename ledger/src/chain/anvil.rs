@@ -1,0 +1,162 @@
+//! A local anvil (Foundry's development chain, from the npm registry via `scripts/setup-tools`)
+//! on a loopback port: the chain `agora demo` and the tests run the ledger on.
+//!
+//! Its chain is kept in a state file, so a stop (SIGTERM: anvil writes the file on the way out)
+//! and a start on the same port bring the same chain back: how the tests take the RPC away and
+//! return it.
+
+use super::ChainError;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// anvil's well-known development keys (funded on every fresh anvil; never for real funds).
+pub const DEV_KEYS: [&str; 3] = [
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+];
+
+/// anvil's chain id.
+pub const ANVIL_CHAIN_ID: u64 = 31337;
+
+/// Where `scripts/setup-tools` puts anvil: `$AGORA_ANVIL`, else under the Agora cache.
+pub fn default_binary() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("AGORA_ANVIL") {
+        return Some(PathBuf::from(path));
+    }
+    let cache = std::env::var_os("AGORA_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/agora")))?;
+    Some(cache.join("tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"))
+}
+
+/// A running anvil.
+#[derive(Debug)]
+pub struct Anvil {
+    binary: PathBuf,
+    port: u16,
+    state: PathBuf,
+    block_time: Option<u64>,
+    child: Option<Child>,
+}
+
+impl Anvil {
+    /// Starts anvil on a free loopback port, keeping its chain in `dir/anvil-state.json`, mining
+    /// a block every `block_time` seconds (or only on transactions with `None`).
+    pub fn start(binary: &Path, dir: &Path, block_time: Option<u64>) -> Result<Self, ChainError> {
+        if !binary.exists() {
+            return Err(ChainError::Io {
+                path: binary.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "anvil is not installed: run scripts/setup-tools",
+                ),
+            });
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|source| ChainError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let mut anvil = Self {
+            binary: binary.to_path_buf(),
+            port,
+            state: dir.join("anvil-state.json"),
+            block_time,
+            child: None,
+        };
+        anvil.resume()?;
+        Ok(anvil)
+    }
+
+    /// Its RPC URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it again (after [`Anvil::stop`]) on the same port with the same chain.
+    pub fn resume(&mut self) -> Result<(), ChainError> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--state")
+            .arg(&self.state)
+            .arg("--silent")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Some(seconds) = self.block_time {
+            cmd.args(["--block-time", &seconds.to_string()]);
+        }
+        let child = cmd.spawn().map_err(|source| ChainError::Io {
+            path: self.binary.clone(),
+            source,
+        })?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(ChainError::Rpc {
+                    url: self.url(),
+                    reason: "anvil did not start listening in 30 s".into(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Stops it as an operator would (SIGTERM, so it saves its chain) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Mines `blocks` empty blocks at once (`anvil_mine`).
+    pub async fn mine(&self, blocks: u64) -> Result<(), ChainError> {
+        self.request("anvil_mine", serde_json::json!([format!("{blocks:#x}")]))
+            .await
+            .map(|_| ())
+    }
+
+    /// Any JSON-RPC request (anvil's `anvil_*` methods among them).
+    pub async fn request(
+        &self,
+        method: &str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, ChainError> {
+        use alloy::providers::{Provider, ProviderBuilder};
+        let url = self.url();
+        let parsed = url.parse().map_err(|e| ChainError::BadUrl {
+            url: url.clone(),
+            reason: format!("{e}"),
+        })?;
+        let provider = ProviderBuilder::new().connect_http(parsed);
+        provider
+            .raw_request::<_, serde_json::Value>(method.to_string().into(), params)
+            .await
+            .map_err(|e| ChainError::Rpc {
+                url,
+                reason: e.to_string(),
+            })
+    }
+}
+
+impl Drop for Anvil {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
