@@ -89,6 +89,17 @@ fn receipt(n: u64) -> Receipt {
         .unwrap()
 }
 
+/// A provider sending from anvil's third development account (the bench's own contract calls).
+fn sender(anvil: &Anvil) -> impl alloy::providers::Provider + Clone {
+    ProviderBuilder::new()
+        .wallet(EthereumWallet::from(
+            DEV_KEYS[2]
+                .parse::<alloy::signers::local::PrivateKeySigner>()
+                .unwrap(),
+        ))
+        .connect_http(anvil.url().parse().unwrap())
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -108,13 +119,7 @@ fn main() {
 
     // -- 1a. bare contract calls: send all, wait for every receipt --------------------------------
     let bare = rt.block_on(async {
-        let provider = ProviderBuilder::new()
-            .wallet(EthereumWallet::from(
-                DEV_KEYS[2]
-                    .parse::<alloy::signers::local::PrivateKeySigner>()
-                    .unwrap(),
-            ))
-            .connect_http(anvil.url().parse().unwrap());
+        let provider = sender(&anvil);
         let c = AgoraLedger::new(contract, &provider);
         let t = Instant::now();
         let mut pending = Vec::new();
@@ -241,13 +246,7 @@ fn main() {
     println!("| receipts in the epoch | record bytes | gas used |");
     println!("|---|---|---|");
     rt.block_on(async {
-        let provider = ProviderBuilder::new()
-            .wallet(EthereumWallet::from(
-                DEV_KEYS[2]
-                    .parse::<alloy::signers::local::PrivateKeySigner>()
-                    .unwrap(),
-            ))
-            .connect_http(anvil.url().parse().unwrap());
+        let provider = sender(&anvil);
         let c = AgoraLedger::new(contract, &provider);
         for (i, (n, anchor)) in gas.iter().enumerate() {
             let r = anchor.record();

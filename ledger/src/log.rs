@@ -424,18 +424,24 @@ impl LocalLog {
         } else {
             self.index.pending_start
         };
-        self.index.valid_len += record.len() as u64;
+        let txs = std::mem::take(&mut self.index.pending);
+        Ok(self.index_sealed(start, record.len(), seal, txs))
+    }
+
+    /// Records a block just written (from `start`, `written` bytes) in the index.
+    fn index_sealed(&mut self, start: u64, written: usize, seal: Seal, txs: Vec<Vec<u8>>) -> Block {
+        self.index.valid_len += written as u64;
         self.index.blocks.push(BlockEntry {
             start,
             end: self.index.valid_len,
         });
-        self.index.last_hash = hash;
-        Ok(Block {
-            height,
-            prev_hash,
-            hash,
-            txs: std::mem::take(&mut self.index.pending),
-        })
+        self.index.last_hash = seal.hash;
+        Block {
+            height: seal.height,
+            prev_hash: seal.prev_hash,
+            hash: seal.hash,
+            txs,
+        }
     }
 
     /// Appends `txs` and seals them as one block with a single write and fsync: how a mirror of
@@ -464,18 +470,8 @@ impl LocalLog {
         bytes.extend_from_slice(&encode_record(KIND_SEAL, &codec::encode(&seal)?)?);
         self.write_record(&bytes)?;
         let start = self.index.valid_len;
-        self.index.valid_len += bytes.len() as u64;
-        self.index.blocks.push(BlockEntry {
-            start,
-            end: self.index.valid_len,
-        });
-        self.index.last_hash = hash;
-        Ok(Block {
-            height,
-            prev_hash,
-            hash,
-            txs: txs.iter().map(|t| t.as_ref().to_vec()).collect(),
-        })
+        let txs = txs.iter().map(|t| t.as_ref().to_vec()).collect();
+        Ok(self.index_sealed(start, bytes.len(), seal, txs))
     }
 
     /// Removes transactions appended but not sealed (a writer that crashed before sealing), so a

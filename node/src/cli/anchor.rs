@@ -380,18 +380,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         .and_then(|ok| ok.verify_against_journal(&journal).map(|()| ok));
     match outcome {
         Ok(ok) => {
-            let r = ok.anchor.record();
-            println!(
-                "valid: receipt {} (price {}) is leaf {} of subnet {} epoch {}, anchor {} by {}, in {}",
-                ok.receipt.id(),
-                ok.receipt.body().price,
-                ok.leaf_index,
-                r.subnet,
-                r.epoch,
-                hex::encode(ok.anchor_hash()),
-                r.anchorer,
-                journal.path().display()
-            );
+            print_valid(&ok, &format!("in {}", journal.path().display()));
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
@@ -427,18 +416,12 @@ fn verify_on_chain(chain: &super::chain::ChainArgs, text: &str) -> anyhow::Resul
     })?;
     match found {
         Some(on_chain) => {
-            println!(
-                "valid: receipt {} (price {}) is leaf {} of subnet {} epoch {}, anchor {} by {}, \
-                 on chain in block {} from {:#x}",
-                ok.receipt.id(),
-                ok.receipt.body().price,
-                ok.leaf_index,
-                r.subnet,
-                r.epoch,
-                hex::encode(ok.anchor_hash()),
-                r.anchorer,
-                on_chain.block,
-                on_chain.anchorer
+            print_valid(
+                &ok,
+                &format!(
+                    "on chain in block {} from {:#x}",
+                    on_chain.block, on_chain.anchorer
+                ),
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -452,4 +435,19 @@ fn verify_on_chain(chain: &super::chain::ChainArgs, text: &str) -> anyhow::Resul
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// The line `verify` prints for a valid proof; `place` says where the anchor was found.
+fn print_valid(ok: &agora_ledger::anchor::VerifiedInclusion, place: &str) {
+    let r = ok.anchor.record();
+    println!(
+        "valid: receipt {} (price {}) is leaf {} of subnet {} epoch {}, anchor {} by {}, {place}",
+        ok.receipt.id(),
+        ok.receipt.body().price,
+        ok.leaf_index,
+        r.subnet,
+        r.epoch,
+        hex::encode(ok.anchor_hash()),
+        r.anchorer,
+    );
 }
