@@ -9,8 +9,7 @@
 mod common;
 
 use common::{
-    agora_ok, free_port, http_get, new_wallet, outside_tool, start_bootstrap_with_metrics,
-    start_serve,
+    free_port, http_get, new_wallet, outside_tool, start_bootstrap_with_metrics, start_serve,
 };
 use std::process::{Command, Stdio};
 
@@ -109,25 +108,12 @@ fn a_query_moves_the_miners_counters_and_every_exposition_passes_promtool() {
         .expect("the miner prints its http address");
 
     let receipts = dir.join("client.redb");
-    let out = agora_ok(
+    let out = common::embed_query(
         dir,
-        &[
-            "query",
-            "--wallet",
-            "client",
-            "--loopback",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--bootstrap",
-            &boot_addr,
-            "--receipts",
-            receipts.to_str().unwrap(),
-            "--task",
-            "embed",
-            "--input",
-            "metrics are counted",
-            "--json",
-        ],
+        &boot_addr,
+        &receipts,
+        "metrics are counted",
+        &["--json"],
     );
     assert!(out.contains("\"receipt\""), "the query was answered: {out}");
 

@@ -10,8 +10,8 @@
 mod common;
 
 use common::{
-    DEADLINE, agora_ok, free_port, ledger_with_registered_subnet, new_wallet, outside_tool,
-    run_bounded, start_bootstrap, start_serve,
+    DEADLINE, free_port, ledger_with_registered_subnet, new_wallet, outside_tool, run_bounded,
+    start_bootstrap, start_serve,
 };
 use std::path::Path;
 use std::time::Instant;
@@ -91,26 +91,12 @@ fn the_status_page_shows_the_live_metagraph_in_chromium() {
 
     // A paid query to both miners, so recent queries and receipts have something to show.
     let receipts = dir.join("client.redb");
-    agora_ok(
+    common::embed_query(
         dir,
-        &[
-            "query",
-            "--wallet",
-            "client",
-            "--loopback",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--bootstrap",
-            &boot_addr,
-            "--receipts",
-            receipts.to_str().unwrap(),
-            "--task",
-            "embed",
-            "--input",
-            "status page",
-            "--redundancy",
-            "2",
-        ],
+        &boot_addr,
+        &receipts,
+        "status page",
+        &["--redundancy", "2"],
     );
 
     // Load the page until its script has filled the metagraph (a loaded machine may need more

@@ -568,3 +568,35 @@ pub fn run_bounded(program: &Path, args: &[String]) -> std::process::Output {
         stderr: err.join().unwrap(),
     }
 }
+
+/// `agora query --task embed` from the wallet `client` of `dir` on a loopback mesh joined through
+/// `bootstrap`, keeping its receipts in `receipts`; `extra` flags follow. Must succeed; returns
+/// stdout.
+#[allow(dead_code)]
+pub fn embed_query(
+    dir: &Path,
+    bootstrap: &str,
+    receipts: &Path,
+    input: &str,
+    extra: &[&str],
+) -> String {
+    let receipts = receipts.to_str().unwrap();
+    let mut args = vec![
+        "query",
+        "--wallet",
+        "client",
+        "--loopback",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--bootstrap",
+        bootstrap,
+        "--receipts",
+        receipts,
+        "--task",
+        "embed",
+        "--input",
+        input,
+    ];
+    args.extend_from_slice(extra);
+    agora_ok(dir, &args)
+}
