@@ -26,6 +26,7 @@
 pub mod bonds;
 pub mod epoch;
 pub mod fixed_math;
+mod regression;
 pub mod samples;
 pub mod sparse;
 pub mod types;
