@@ -109,13 +109,8 @@ pub struct Metrics {
     ledger_epoch: Gauge,
     challenges: Family<ResultLabels, Counter>,
     weights: Family<StepLabels, Counter>,
-    /// The last epoch whose receipts and weights were anchored (on the chain, or in the local
-    /// journal when running without one). Set by the chain/anchor code (being written); 0 until it
-    /// reports.
-    pub anchor_last_epoch: Gauge,
-    /// Epochs closed but not anchored yet. Set by the chain/anchor code (being written); 0 until it
-    /// reports.
-    pub anchor_pending: Gauge,
+    anchor_last_epoch: Gauge,
+    anchor_pending: Gauge,
     build_info: Family<BuildLabels, Gauge>,
     activity: Arc<Activity>,
 }
@@ -229,12 +224,12 @@ impl Metrics {
         );
         registry.register(
             "anchor_last_epoch",
-            "Last epoch whose receipt and weight roots were anchored (set by the anchor code; 0 before the first anchor)",
+            "Last epoch this miner settled into an anchor record (journaled; with a chain also queued for it); 0 before the first",
             m.anchor_last_epoch.clone(),
         );
         registry.register(
             "anchor_pending",
-            "Closed epochs not anchored yet (set by the anchor code)",
+            "Anchor records settled but not yet final on the chain (waiting in the outbox); 0 without a chain",
             m.anchor_pending.clone(),
         );
         registry.register(
@@ -360,6 +355,15 @@ impl Metrics {
             .set(i64::try_from(height).unwrap_or(i64::MAX));
         self.ledger_epoch
             .set(i64::try_from(epoch).unwrap_or(i64::MAX));
+    }
+
+    /// A miner settled `last_epoch` into an anchor record; `pending` anchors wait in the chain
+    /// outbox for finality.
+    pub fn set_anchors(&self, last_epoch: u64, pending: u64) {
+        self.anchor_last_epoch
+            .set(i64::try_from(last_epoch).unwrap_or(i64::MAX));
+        self.anchor_pending
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
     }
 
     /// A validator's challenge was answered or missed.

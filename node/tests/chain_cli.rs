@@ -60,7 +60,12 @@ fn rt() -> tokio::runtime::Runtime {
 fn a_ledger_on_anvil_from_the_command_line() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let anvil = Anvil::start(&default_binary().unwrap(), dir, Some(1)).unwrap();
+    let anvil = Anvil::start(
+        &default_binary().unwrap(),
+        dir,
+        Some(std::time::Duration::from_secs(1)),
+    )
+    .unwrap();
 
     // Deploy.
     let out = Command::new(env!("CARGO_BIN_EXE_agora"))

@@ -1,5 +1,6 @@
-//! `agora demo`, the README's main job, runs end to end: a bootstrap, three miners and a client as
-//! processes on 127.0.0.1, real models, every query paid and receipted, every process stopped.
+//! `agora demo`, the README's main job, runs end to end: a local chain (anvil) ordering the
+//! ledger, a bootstrap, three miners, a validator and a client as processes on 127.0.0.1, real
+//! models, every query paid, receipted, anchored on chain and proven, every process stopped.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
@@ -37,8 +38,17 @@ fn the_demo_runs_a_mesh_of_processes_and_settles_every_query() {
         ),
         "{stdout}"
     );
+    // Each miner settled its epochs on chain; every receipt proves against an anchor there.
+    for miner in ["miner-1", "miner-2", "miner-3"] {
+        assert!(
+            stdout.contains(&format!("{miner}: epoch ")) && stdout.contains("anchored on chain"),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("3 of 3 receipts proven"), "{stdout}");
+    // Six processes followed the contract into their own mirrors and agree on the state.
     assert!(
-        stdout.contains("over 3 receipts (what an epoch anchors); every inclusion proof verified"),
+        stdout.contains("6 mirrors, each followed independently, agree at height"),
         "{stdout}"
     );
     // Two embeddings at 0.002 and one chat at 0.05: the client paid 0.054 of its 100.

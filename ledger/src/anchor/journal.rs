@@ -141,9 +141,15 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens (creating if needed) the journal for appending: takes the writer lock, verifies every
-    /// record, cuts off a torn last record. Fails on damage before the end, naming the offset.
+    /// Opens (creating it and its folder if needed) the journal for appending: takes the writer
+    /// lock, verifies every record, cuts off a torn last record. Fails on damage before the end,
+    /// naming the offset.
     pub fn open(path: &Path) -> Result<Self, JournalError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        }
         let lock = WriterLock::acquire(path).map_err(|e| match e {
             LockError::Held { lock, pid } => JournalError::Locked {
                 path: path.to_path_buf(),

@@ -11,11 +11,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// anvil's well-known development keys (funded on every fresh anvil; never for real funds).
-pub const DEV_KEYS: [&str; 3] = [
+/// anvil's well-known development keys, its ten funded accounts (public knowledge: never for real
+/// funds).
+pub const DEV_KEYS: [&str; 10] = [
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
     "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
     "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+    "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+    "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
+    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
 ];
 
 /// anvil's chain id.
@@ -38,14 +46,19 @@ pub struct Anvil {
     binary: PathBuf,
     port: u16,
     state: PathBuf,
-    block_time: Option<u64>,
+    block_time: Option<Duration>,
     child: Option<Child>,
 }
 
 impl Anvil {
     /// Starts anvil on a free loopback port, keeping its chain in `dir/anvil-state.json`, mining
-    /// a block every `block_time` seconds (or only on transactions with `None`).
-    pub fn start(binary: &Path, dir: &Path, block_time: Option<u64>) -> Result<Self, ChainError> {
+    /// a block every `block_time` (fractions of a second allowed), or only on transactions with
+    /// `None`.
+    pub fn start(
+        binary: &Path,
+        dir: &Path,
+        block_time: Option<Duration>,
+    ) -> Result<Self, ChainError> {
         if !binary.exists() {
             return Err(ChainError::Io {
                 path: binary.to_path_buf(),
@@ -91,8 +104,8 @@ impl Anvil {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        if let Some(seconds) = self.block_time {
-            cmd.args(["--block-time", &seconds.to_string()]);
+        if let Some(interval) = self.block_time {
+            cmd.args(["--block-time", &interval.as_secs_f64().to_string()]);
         }
         let child = cmd.spawn().map_err(|source| ChainError::Io {
             path: self.binary.clone(),

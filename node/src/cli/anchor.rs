@@ -44,7 +44,7 @@ pub struct JournalPath {
 }
 
 impl JournalPath {
-    fn path(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn path(&self) -> anyhow::Result<PathBuf> {
         match &self.journal {
             Some(path) => Ok(path.clone()),
             None => dirs::home_dir()
@@ -251,15 +251,9 @@ fn settle_cmd(args: &SettleArgs) -> anyhow::Result<ExitCode> {
 /// Queues the anchor for the chain in the outbox beside the ledger mirror (durable at once) and
 /// sends it; `agora chain follow` keeps sending whatever the RPC did not take yet.
 fn anchor_on_chain(ledger: &LedgerPaths, anchor: &SignedAnchor) -> anyhow::Result<()> {
-    use agora_ledger::chain::{ChainClient, Outbox, Submission};
-    let record = anchor.record();
+    use agora_ledger::chain::{ChainClient, Outbox};
     let outbox = Outbox::open(&super::chain::outbox_dir(&ledger.log_path()?))?;
-    outbox.push(&Submission::Anchor {
-        subnet: record.subnet,
-        epoch: record.epoch,
-        record_hash: anchor.hash(),
-        record: anchor.to_bytes().to_vec(),
-    })?;
+    outbox.push(&super::settlement::anchor_submission(anchor))?;
     let config = ledger.chain.config()?;
     let signer = ledger
         .chain

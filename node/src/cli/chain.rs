@@ -10,8 +10,8 @@
 
 use super::ledger::LedgerPaths;
 use agora_ledger::chain::{
-    Address, ChainClient, ChainConfig, DEFAULT_DEPTH, Follower, Outbox, PrivateKeySigner,
-    Submission, deploy,
+    Address, ChainClient, ChainConfig, ChainError, DEFAULT_DEPTH, FlushReport, Follower, Outbox,
+    PrivateKeySigner, Submission, deploy,
 };
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -131,12 +131,115 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Brings the mirror at `mirror` up to the chain's final blocks.
 pub fn sync_mirror(chain: &ChainArgs, mirror: &Path) -> anyhow::Result<()> {
-    let config = chain.config()?;
-    runtime()?.block_on(async {
-        let client = ChainClient::connect(config, None).await?;
-        Follower::new(client, mirror).sync().await?;
-        anyhow::Ok(())
-    })
+    ChainSession::open(chain, mirror)?.round(None).map(|_| ())
+}
+
+/// One process's connection to the chain, for the loops that keep a mirror in step and send an
+/// outbox (`agora chain follow`, the validator's ledger thread, a miner's settlement thread).
+///
+/// It owns a single-threaded runtime because an alloy HTTP client must stay on the runtime that
+/// made it; callers are plain threads and call it blocking. The client is made on first use and
+/// dropped after an RPC error, so a chain that went away is reconnected on a later round.
+pub struct ChainSession {
+    runtime: tokio::runtime::Runtime,
+    config: ChainConfig,
+    signer: Option<PrivateKeySigner>,
+    mirror: PathBuf,
+    client: Option<ChainClient>,
+}
+
+/// What one [`ChainSession::round`] did.
+#[derive(Debug, Default)]
+pub struct Round {
+    /// What the outbox flush did (empty without an outbox).
+    pub flushed: FlushReport,
+    /// The mirror's height after the round.
+    pub height: u64,
+}
+
+impl ChainSession {
+    /// A session for the chain of `chain`, mirroring into `mirror`; connects on first use.
+    pub fn open(chain: &ChainArgs, mirror: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            runtime: runtime()?,
+            config: chain.config()?,
+            signer: chain.signer()?,
+            mirror: mirror.to_path_buf(),
+            client: None,
+        })
+    }
+
+    /// The chain's settings.
+    pub fn config(&self) -> &ChainConfig {
+        &self.config
+    }
+
+    /// Sends what `outbox` holds (items the chain refuses for good come back in
+    /// `flushed.failed`), then mirrors every new final block. An unreachable RPC drops the
+    /// connection and is an error; so are a reorg deeper than the depth and a mirror of another
+    /// chain, which retrying cannot heal (see [`is_fatal`]).
+    pub fn round(&mut self, outbox: Option<&Outbox>) -> anyhow::Result<Round> {
+        let Self {
+            runtime,
+            config,
+            signer,
+            mirror,
+            client,
+        } = self;
+        let result = runtime.block_on(async {
+            if client.is_none() {
+                *client = Some(ChainClient::connect(config.clone(), signer.clone()).await?);
+            }
+            let Some(c) = client.as_ref() else {
+                bail!("no chain client");
+            };
+            let flushed = match outbox {
+                Some(outbox) => c.flush(outbox).await?,
+                None => FlushReport::default(),
+            };
+            let synced = Follower::new(c.clone(), mirror).sync().await?;
+            anyhow::Ok(Round {
+                flushed,
+                height: synced.height,
+            })
+        });
+        if result.is_err() {
+            self.client = None;
+        }
+        result
+    }
+
+    /// Enters the session's runtime, for making things that must live on it.
+    pub fn enter(&self) -> tokio::runtime::EnterGuard<'_> {
+        self.runtime.enter()
+    }
+
+    /// Runs `future` on the session's runtime (for reads such as finding an anchor).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// The connected client, connecting first if needed.
+    pub fn client(&mut self) -> anyhow::Result<ChainClient> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let c = self.runtime.block_on(ChainClient::connect(
+            self.config.clone(),
+            self.signer.clone(),
+        ))?;
+        self.client = Some(c.clone());
+        Ok(c)
+    }
+}
+
+/// Whether a chain error cannot heal by retrying: a reorg deeper than the configured depth, or a
+/// mirror that follows another chain or contract.
+pub fn is_fatal(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref(),
+        Some(ChainError::DeepReorg { .. }) | Some(ChainError::MirrorMismatch { .. })
+    )
 }
 
 /// How a transaction sent through the chain ended.
@@ -156,47 +259,44 @@ pub fn submit(
     tx: Vec<u8>,
     wait: Duration,
 ) -> anyhow::Result<Submitted> {
-    let config = chain.config()?;
-    let signer = chain
-        .signer()?
-        .context("sending to the chain needs --chain-key (or AGORA_CHAIN_KEY)")?;
+    if chain.signer()?.is_none() {
+        bail!("sending to the chain needs --chain-key (or AGORA_CHAIN_KEY)");
+    }
     let outbox = Outbox::open(&outbox_dir(mirror))?;
     outbox.push(&Submission::Transaction(tx.clone()))?;
-    runtime()?.block_on(async {
-        let client = match ChainClient::connect(config, Some(signer)).await {
-            Ok(client) => client,
-            Err(e) => return Ok(Submitted::Queued(e.to_string())),
+    let mut session = ChainSession::open(chain, mirror)?;
+    let started = Instant::now();
+    let mut from = 1;
+    loop {
+        let round = match session.round(Some(&outbox)) {
+            Ok(round) => round,
+            Err(e) if is_fatal(&e) => return Err(e),
+            Err(e) => return Ok(Submitted::Queued(format!("{e:#}"))),
         };
-        let follower = Follower::new(client.clone(), mirror);
-        let started = Instant::now();
-        let mut from = 1;
-        loop {
-            let report = client.flush(&outbox).await?;
-            if let Some(reason) = report.interrupted {
-                return Ok(Submitted::Queued(reason));
-            }
-            if let Some((_, reason)) = report.failed.first() {
-                bail!("the chain refused the transaction: {reason}");
-            }
-            let synced = follower.sync().await?;
-            if let Some(height) = find_tx(mirror, from, &tx)? {
-                return Ok(Submitted::Final(height));
-            }
-            from = synced.height + 1;
-            if started.elapsed() >= wait {
-                return Ok(Submitted::Queued(format!(
-                    "not final after {} s (the chain must pass {} more blocks)",
-                    wait.as_secs(),
-                    client.config().depth
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Some(reason) = round.flushed.interrupted {
+            return Ok(Submitted::Queued(reason));
         }
-    })
+        if let Some((_, reason)) = round.flushed.failed.first() {
+            bail!("the chain refused the transaction: {reason}");
+        }
+        if let Some((height, _)) = find_tx(mirror, from, &tx)? {
+            return Ok(Submitted::Final(height));
+        }
+        from = round.height + 1;
+        if started.elapsed() >= wait {
+            return Ok(Submitted::Queued(format!(
+                "not final after {} s (the chain must pass {} more blocks)",
+                wait.as_secs(),
+                session.config().depth
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
-/// The height of the first mirrored block at or after `from` holding `tx`.
-fn find_tx(mirror: &Path, from: u64, tx: &[u8]) -> anyhow::Result<Option<u64>> {
+/// The height of the first mirrored block at or after `from` holding `tx`, and the index of `tx`
+/// in that block.
+pub fn find_tx(mirror: &Path, from: u64, tx: &[u8]) -> anyhow::Result<Option<(u64, usize)>> {
     use agora_ledger::log::{LocalLog, TxLog};
     if !mirror.exists() {
         return Ok(None);
@@ -208,8 +308,10 @@ fn find_tx(mirror: &Path, from: u64, tx: &[u8]) -> anyhow::Result<Option<u64>> {
         let Some(last) = blocks.last().map(|b| b.height) else {
             return Ok(None);
         };
-        if let Some(block) = blocks.iter().find(|b| b.txs.iter().any(|t| t == tx)) {
-            return Ok(Some(block.height));
+        for block in &blocks {
+            if let Some(index) = block.txs.iter().position(|t| t == tx) {
+                return Ok(Some((block.height, index)));
+            }
         }
         next = last + 1;
     }
@@ -297,72 +399,53 @@ fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn follow(args: &FollowArgs) -> anyhow::Result<ExitCode> {
-    let chain = &args.ledger.chain;
-    let config = chain.config()?;
-    let signer = chain.signer()?;
     let mirror = args.ledger.log_path()?;
     let outbox = Outbox::open(&outbox_dir(&mirror))?;
+    let mut session = ChainSession::open(&args.ledger.chain, &mirror)?;
     let poll = Duration::from_millis(args.poll_ms.max(50));
-    runtime()?.block_on(async {
-        let shutdown = super::node::shutdown_signal();
-        tokio::pin!(shutdown);
-        let mut stdout = std::io::stdout();
-        writeln!(
-            stdout,
-            "following {} into {}",
-            config.rpc_url,
-            mirror.display()
-        )?;
-        stdout.flush()?;
-        let mut client = None;
-        let mut last_height = None;
-        loop {
-            if client.is_none() {
-                match ChainClient::connect(config.clone(), signer.clone()).await {
-                    Ok(c) => client = Some(c),
-                    Err(e) => eprintln!("chain unreachable, retrying: {e}"),
+    let mut stdout = std::io::stdout();
+    writeln!(
+        stdout,
+        "following {} into {}",
+        session.config().rpc_url,
+        mirror.display()
+    )?;
+    stdout.flush()?;
+    let shutdown = {
+        // The signal handlers belong to the session's runtime, which polls them below.
+        let _runtime = session.enter();
+        super::node::shutdown_signal()
+    };
+    tokio::pin!(shutdown);
+    let mut last_height = None;
+    loop {
+        match session.round(Some(&outbox)) {
+            Ok(round) => {
+                for (path, reason) in &round.flushed.failed {
+                    eprintln!("refused by the chain: {} ({reason})", path.display());
+                }
+                if let Some(reason) = round.flushed.interrupted {
+                    eprintln!("outbox waits: {reason}");
+                }
+                if last_height != Some(round.height) {
+                    writeln!(stdout, "height {}", round.height)?;
+                    stdout.flush()?;
+                    last_height = Some(round.height);
                 }
             }
-            if let Some(c) = &client {
-                let round = async {
-                    let flushed = c.flush(&outbox).await?;
-                    for (path, reason) in &flushed.failed {
-                        eprintln!("refused by the chain: {} ({reason})", path.display());
-                    }
-                    let synced = Follower::new(c.clone(), &mirror).sync().await?;
-                    anyhow::Ok((flushed, synced))
-                };
-                match round.await {
-                    Ok((flushed, synced)) => {
-                        if let Some(reason) = flushed.interrupted {
-                            eprintln!("outbox waits: {reason}");
-                        }
-                        if last_height != Some(synced.height) {
-                            writeln!(stdout, "height {}", synced.height)?;
-                            stdout.flush()?;
-                            last_height = Some(synced.height);
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("chain round failed, retrying: {e:#}");
-                        // A deep reorg or a foreign mirror will not heal by retrying.
-                        if let Some(agora_ledger::chain::ChainError::DeepReorg { .. })
-                        | Some(agora_ledger::chain::ChainError::MirrorMismatch { .. }) =
-                            e.downcast_ref()
-                        {
-                            return Err(e);
-                        }
-                        client = None;
-                    }
-                }
-            }
-            tokio::select! {
-                () = &mut shutdown => break,
-                () = tokio::time::sleep(poll) => {}
-            }
+            Err(e) if is_fatal(&e) => return Err(e),
+            Err(e) => eprintln!("chain round failed, retrying: {e:#}"),
         }
-        writeln!(stdout, "stopped")?;
-        anyhow::Ok(())
-    })?;
+        let stop = session.block_on(async {
+            tokio::select! {
+                () = &mut shutdown => true,
+                () = tokio::time::sleep(poll) => false,
+            }
+        });
+        if stop {
+            break;
+        }
+    }
+    writeln!(stdout, "stopped")?;
     Ok(ExitCode::SUCCESS)
 }

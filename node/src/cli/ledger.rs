@@ -25,7 +25,7 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 const CHAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Where the ledger is on this machine.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct LedgerPaths {
     /// The ordered transaction log [default: ~/.agora/ledger/log].
     #[arg(long = "ledger-log", env = "AGORA_LEDGER_LOG", value_name = "PATH")]

@@ -14,6 +14,7 @@ pub mod peers;
 pub mod query;
 pub mod receipts;
 pub mod serve;
+pub mod settlement;
 pub mod validate;
 pub mod wallet;
 

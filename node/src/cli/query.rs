@@ -125,9 +125,13 @@ impl ClientArgs {
             },
         );
         client.set_metrics(status.metrics.clone());
-        match reputation(&self.ledger, subnet) {
-            Ok(reputation) => client.set_reputation(reputation),
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "no consensus reputation"),
+        // Off the async threads: with a chain, reading the ledger first brings the mirror up to
+        // date through the chain session's own runtime.
+        let ledger = self.ledger.clone();
+        match tokio::task::spawn_blocking(move || reputation(&ledger, subnet)).await {
+            Ok(Ok(reputation)) => client.set_reputation(reputation),
+            Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "no consensus reputation"),
+            Err(e) => tracing::warn!(error = %e, "reading the reputation failed"),
         }
         Ok((client, temp, status))
     }

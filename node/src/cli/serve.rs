@@ -6,7 +6,10 @@
 //! `agora node`'s, plus `GET /api/serve` with the provider's counters, the status page (`GET /`)
 //! and Prometheus metrics (`GET /metrics`).
 
+use super::anchor::JournalPath;
+use super::ledger::LedgerPaths;
 use super::node::{KeyArgs, MeshArgs, api, ledger_source, shutdown_signal, spawn_observed};
+use super::settlement::Settler;
 use agora::market::admission::AdmissionConfig;
 use agora::market::provider::{Provider, ProviderConfig, ProviderStats, initial_offers};
 use agora::market::runner::{Fault, KNOWN_MODELS, ModelRunner};
@@ -22,6 +25,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// Default price of an embedding query, in units of 1e-9.
@@ -49,7 +53,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "UNITS")]
     pub credit_limit: Option<u64>,
     /// Genesis allocation file: a client may also not owe more than its balance there.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long = "genesis", id = "balances_genesis", value_name = "PATH")]
     pub genesis: Option<PathBuf>,
     /// The receipt store [default: ~/.agora/receipts.redb; with --ephemeral-key a temporary file].
     #[arg(long, env = "AGORA_RECEIPTS", value_name = "PATH")]
@@ -64,13 +68,17 @@ pub struct ServeArgs {
     /// show validators taking a faulty miner's incentive away.
     #[arg(long, value_enum, hide = true)]
     pub fault: Option<Fault>,
-    /// The ledger log whose metagraph the status page shows [default: ~/.agora/ledger/log].
-    #[arg(long, env = "AGORA_LEDGER_LOG", value_name = "PATH")]
-    pub ledger_log: Option<PathBuf>,
-    /// The ledger genesis [default: ~/.agora/ledger/genesis.json]; where it does not exist the
-    /// status page shows no metagraph.
-    #[arg(long, env = "AGORA_LEDGER_GENESIS", value_name = "PATH")]
-    pub ledger_genesis: Option<PathBuf>,
+    /// The ledger: its metagraph on the status page, and the epochs `--settle` settles. Where
+    /// its genesis does not exist the status page shows no metagraph.
+    #[command(flatten)]
+    pub ledger: LedgerPaths,
+    /// At each end of the subnet's epoch, fold the epoch's countersigned receipts, weights and
+    /// consensus into an anchor record signed by this miner's hotkey: journaled, the receipts
+    /// marked settled (clients' credit here renews), and with `--chain-rpc` sent to the chain.
+    #[arg(long)]
+    pub settle: bool,
+    #[command(flatten)]
+    pub journal: JournalPath,
 }
 
 /// Prices per model from `--price` flags over the defaults.
@@ -132,6 +140,27 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let (store_path, temp) =
         super::node::receipts_location(args.receipts.as_deref(), &args.key, "serve")?;
     let store = ReceiptStore::open(&store_path)?;
+    let settler = if args.settle {
+        if args.key.ephemeral_key {
+            bail!(
+                "--settle signs anchors with the wallet's hotkey: give --wallet, not --ephemeral-key"
+            );
+        }
+        let journal = args.journal.path()?;
+        println!(
+            "settling each epoch of subnet {subnet} into {}",
+            journal.display()
+        );
+        Some(Settler::new(
+            key.clone(),
+            subnet,
+            store.clone(),
+            &args.ledger,
+            &journal,
+        )?)
+    } else {
+        None
+    };
     match &temp {
         Some(_) => println!(
             "receipts {} (temporary: --ephemeral-key, deleted at exit)",
@@ -168,18 +197,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let writer = ReceiptWriter::spawn(store.clone(), WRITER_QUEUE);
+    let stop_settling = Arc::new(AtomicBool::new(false));
     let result = runtime.block_on(async {
         let (client, events, status) = spawn_observed(&key, overlay, "serve")?;
         let status = status
             .with_receipts(store.clone())
-            .with_ledger(ledger_source(
-                &super::ledger::LedgerPaths {
-                    log: args.ledger_log.clone(),
-                    genesis: args.ledger_genesis.clone(),
-                    chain: Default::default(),
-                },
-                subnet,
-            ));
+            .with_ledger(ledger_source(&args.ledger, subnet));
+        let settling = match settler {
+            Some(settler) => Some(
+                settler
+                    .with_metrics(status.metrics.clone())
+                    .spawn(Arc::clone(&stop_settling))?,
+            ),
+            None => None,
+        };
         let provider = Provider::new(key, client.clone(), runner, store, writer.clone(), config)
             .with_metrics(status.metrics.clone());
         let stats = provider.stats();
@@ -204,6 +235,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         provider.run(events, shutdown).await;
         // Everything answered is stored; let the writer finish and release the file.
         writer.close().await;
+        stop_settling.store(true, Ordering::SeqCst);
+        if let Some(settling) = settling {
+            let _ = tokio::task::spawn_blocking(move || settling.join()).await;
+        }
         anyhow::Ok(())
     });
     // Stop the overlay and the API before the temporary store is deleted.

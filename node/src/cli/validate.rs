@@ -14,6 +14,7 @@
 //! Stdout: `validating subnet N as uid U`, one `round ...` line per round, and one line per ledger
 //! write (`committed`, `revealed`, `set weights`, `refused`).
 
+use super::chain::{ChainSession, find_tx, outbox_dir};
 use super::node::shutdown_signal;
 use super::query::ClientArgs;
 use agora::market::client::MarketClient;
@@ -23,6 +24,7 @@ use agora::market::validator::{
     generate_quality, open_writer, plan,
 };
 use agora_inference::backend::DevicePreference;
+use agora_ledger::chain::{Outbox, Submission};
 use agora_ledger::log::{GENESIS_PREV_HASH, LocalLog, TxLog, catch_up};
 use agora_ledger::state::tx::{Call, sign_tx};
 use agora_ledger::state::{LedgerGenesis, LedgerState, TxError};
@@ -105,6 +107,10 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let hotkey = key.public();
     let netuid = args.client.mesh.subnets.first().copied().unwrap_or(1);
     let log_path = args.client.ledger.log_path()?;
+    let log_path_for_chain = log_path.clone();
+    if args.client.ledger.chain.enabled() && args.client.ledger.chain.signer()?.is_none() {
+        anyhow::bail!("a validator on a chain needs --chain-key (or AGORA_CHAIN_KEY) to pay gas");
+    }
     let genesis_path = args.client.ledger.genesis_path()?;
     let genesis = LedgerGenesis::load(&genesis_path)
         .with_context(|| format!("reading the ledger genesis {}", genesis_path.display()))?
@@ -147,6 +153,16 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         shared: Arc::clone(&shared),
         announced: false,
         uid: None,
+        chain: if args.client.ledger.chain.enabled() {
+            Some(ChainSink {
+                session: ChainSession::open(&args.client.ledger.chain, &log_path_for_chain)?,
+                outbox: Outbox::open(&outbox_dir(&log_path_for_chain))?,
+                in_flight: None,
+                refusals: std::collections::VecDeque::new(),
+            })
+        } else {
+            None
+        },
     };
     let poll = Duration::from_millis(args.ledger_poll_ms.max(10));
     let ledger_thread = std::thread::spawn(move || {
@@ -358,10 +374,44 @@ struct LedgerLoop {
     shared: Arc<Shared>,
     announced: bool,
     uid: Option<u16>,
+    /// `None`: the local file log, written under its writer lock.
+    chain: Option<ChainSink>,
 }
 
 /// How long a write waits for another writer's lock.
 const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a transaction sent to the chain may take to come back final in the mirror before the
+/// validator stops waiting for it and plans again (the ledger refuses a stale nonce, so a late
+/// arrival does no harm).
+const IN_FLIGHT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Refusals kept to match a transaction that came back from the chain with its fate.
+const REFUSALS_KEPT: usize = 256;
+
+/// The chain as the validator's ledger: transactions go through the durable outbox beside the
+/// mirror, and one at a time: the next step is planned only once the last one is back final
+/// (or the outbox is empty after a restart), so a step is never planned twice.
+struct ChainSink {
+    session: ChainSession,
+    outbox: Outbox,
+    in_flight: Option<InFlight>,
+    /// Recent refusals: (height, index in block, why).
+    refusals: std::collections::VecDeque<(u64, usize, TxError)>,
+}
+
+/// A transaction sent to the chain and not yet seen final.
+struct InFlight {
+    tx: Vec<u8>,
+    /// The call's name, for the report line.
+    name: &'static str,
+    intended: Plan,
+    /// The weights, for the report line of a commit.
+    detail: String,
+    /// The mirror's height when it was sent: it lands above.
+    from: u64,
+    since: Instant,
+}
 
 impl LedgerLoop {
     /// Applies the blocks sealed since the last call, through `log` (a reader, or the writer while
@@ -370,6 +420,12 @@ impl LedgerLoop {
         let (hash, report) = catch_up(log, &mut self.state, self.prev_hash, 256)
             .context("replaying the ledger log")?;
         self.prev_hash = hash;
+        if let Some(chain) = &mut self.chain {
+            chain.refusals.extend(report.refused.iter().cloned());
+            while chain.refusals.len() > REFUSALS_KEPT {
+                chain.refusals.pop_front();
+            }
+        }
         Ok(report.refused.into_iter().map(|(h, _, e)| (h, e)).collect())
     }
 
@@ -404,6 +460,7 @@ impl LedgerLoop {
 
     /// One step: catch up, decide, and write if the plan says so.
     fn tick(&mut self) -> anyhow::Result<()> {
+        self.chain_round()?;
         if !self.catch_up()? {
             return Ok(());
         }
@@ -435,6 +492,9 @@ impl LedgerLoop {
                 "validating subnet {} as uid {}",
                 self.netuid, view.uid
             ));
+        }
+        if self.chain_busy()? {
+            return Ok(());
         }
         let pending = self.store.load()?;
         let next = match plan(&view, pending.as_ref(), self.interval) {
@@ -478,9 +538,117 @@ impl LedgerLoop {
         }
     }
 
+    /// Sends the outbox and mirrors the chain's new final blocks (nothing without a chain). An
+    /// unreachable RPC is only logged: the outbox keeps what waits.
+    fn chain_round(&mut self) -> anyhow::Result<()> {
+        let Some(chain) = &mut self.chain else {
+            return Ok(());
+        };
+        match chain.session.round(Some(&chain.outbox)) {
+            Ok(round) => {
+                if let Some((_, reason)) = round.flushed.failed.first()
+                    && let Some(f) = chain.in_flight.take()
+                {
+                    say(&format!("refused {} by the chain: {reason}", f.name));
+                    if f.intended != Plan::SetWeights {
+                        self.store.clear()?;
+                    }
+                }
+                Ok(())
+            }
+            Err(e) if super::chain::is_fatal(&e) => Err(e),
+            Err(e) => {
+                eprintln!("chain unreachable, the outbox waits: {e:#}");
+                Ok(())
+            }
+        }
+    }
+
+    /// With a chain: whether a transaction is still on its way (so nothing new is planned), after
+    /// reporting the one that came back final since the last call.
+    fn chain_busy(&mut self) -> anyhow::Result<bool> {
+        let height = self.state.height();
+        let Some(chain) = &mut self.chain else {
+            return Ok(false);
+        };
+        let Some(f) = &chain.in_flight else {
+            // After a restart the outbox may still hold what an earlier run sent.
+            return Ok(!chain.outbox.is_empty()?);
+        };
+        let landed = match find_tx(&self.log_path, f.from, &f.tx)? {
+            Some((h, index)) if h <= height => Some((h, index)),
+            _ => None,
+        };
+        let Some((h, index)) = landed else {
+            if f.since.elapsed() > IN_FLIGHT_TIMEOUT {
+                say(&format!(
+                    "gave up waiting for a {} sent {} s ago",
+                    plan_name(f.intended),
+                    IN_FLIGHT_TIMEOUT.as_secs()
+                ));
+                chain.in_flight = None;
+                return Ok(false);
+            }
+            return Ok(true);
+        };
+        let refused = chain
+            .refusals
+            .iter()
+            .find(|(rh, ri, _)| (*rh, *ri) == (h, index))
+            .map(|(_, _, e)| e.clone());
+        let Some(f) = chain.in_flight.take() else {
+            return Ok(false);
+        };
+        self.report(f.intended, f.name, h, refused.as_ref(), &f.detail)?;
+        Ok(false)
+    }
+
+    fn write(
+        &mut self,
+        intended: Plan,
+        call: Call,
+        pending: Option<PendingCommit>,
+    ) -> anyhow::Result<()> {
+        if self.chain.is_some() {
+            self.write_chain(intended, call, pending)
+        } else {
+            self.write_local(intended, call, pending)
+        }
+    }
+
+    /// Through the chain: keep the commit's salt (for a commit), sign with the next nonce of the
+    /// mirrored state, queue durably in the outbox and send. The outcome is reported when the
+    /// transaction comes back final ([`LedgerLoop::chain_busy`]).
+    fn write_chain(
+        &mut self,
+        intended: Plan,
+        call: Call,
+        pending: Option<PendingCommit>,
+    ) -> anyhow::Result<()> {
+        if let Some(pending) = &pending {
+            self.store.save(pending)?;
+        }
+        let name = call.name();
+        let nonce = self.state.next_nonce(&self.key.public());
+        let tx = sign_tx(&self.key, nonce, call)?.to_bytes()?;
+        let Some(chain) = &mut self.chain else {
+            return Ok(());
+        };
+        chain.outbox.push(&Submission::Transaction(tx.clone()))?;
+        chain.in_flight = Some(InFlight {
+            tx,
+            name,
+            intended,
+            detail: weights_detail(pending.as_ref()),
+            from: self.state.height() + 1,
+            since: Instant::now(),
+        });
+        self.chain_round()
+    }
+
     /// Under the writer lock: catch up to the exact last block, check that the plan still holds,
     /// keep the commit's salt (for a commit), append and seal; then report what the ledger did.
-    fn write(
+    fn write_local(
         &mut self,
         intended: Plan,
         call: Call,
@@ -506,15 +674,37 @@ impl LedgerLoop {
             let refused = self.catch_up_with(&mut log)?;
             (block, refused)
         };
+        let refused = refused
+            .into_iter()
+            .find(|(h, _)| *h == block.height)
+            .map(|(_, e)| e);
+        self.report(
+            intended,
+            name,
+            block.height,
+            refused.as_ref(),
+            &weights_detail(pending.as_ref()),
+        )
+    }
+
+    /// Says what the ledger did with a weights transaction that landed at `height`, counts it,
+    /// and forgets the commit where it is done with (revealed, or refused).
+    fn report(
+        &mut self,
+        intended: Plan,
+        name: &str,
+        height: u64,
+        refused: Option<&TxError>,
+        detail: &str,
+    ) -> anyhow::Result<()> {
         let epoch = self
             .state
             .subnet(self.netuid)
-            .map(|s| s.epoch_index(block.height))
+            .map(|s| s.epoch_index(height))
             .unwrap_or(0);
-        if let Some((_, error)) = refused.iter().find(|(h, _)| *h == block.height) {
+        if let Some(error) = refused {
             say(&format!(
-                "refused {name} at block {} (epoch {epoch}): {error}",
-                block.height
+                "refused {name} at block {height} (epoch {epoch}): {error}"
             ));
             if intended != Plan::SetWeights {
                 self.store.clear()?;
@@ -531,22 +721,30 @@ impl LedgerLoop {
                 _ => "set",
             });
         }
-        let what = match intended {
-            Plan::Commit => "committed weights",
-            Plan::Reveal => "revealed weights",
-            _ => "set weights",
-        };
-        let weights = match (&pending, intended) {
-            (Some(p), _) => format!(" {:?}", p.uids.iter().zip(&p.weights).collect::<Vec<_>>()),
-            _ => String::new(),
-        };
         say(&format!(
-            "{what} on subnet {} at block {} (epoch {epoch}){weights}",
-            self.netuid, block.height
+            "{} on subnet {} at block {height} (epoch {epoch}){detail}",
+            plan_name(intended),
+            self.netuid
         ));
         if intended == Plan::Reveal {
             self.store.clear()?;
         }
         Ok(())
     }
+}
+
+/// The report line's verb for a step.
+fn plan_name(step: Plan) -> &'static str {
+    match step {
+        Plan::Commit => "committed weights",
+        Plan::Reveal => "revealed weights",
+        _ => "set weights",
+    }
+}
+
+/// The weights of a commit, for its report line.
+fn weights_detail(pending: Option<&PendingCommit>) -> String {
+    pending
+        .map(|p| format!(" {:?}", p.uids.iter().zip(&p.weights).collect::<Vec<_>>()))
+        .unwrap_or_default()
 }

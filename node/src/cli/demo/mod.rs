@@ -1,23 +1,30 @@
 //! `agora demo`: a whole marketplace on this machine, as separate processes on 127.0.0.1.
 //!
-//! It starts an `agora-bootstrap` node, three miners (`agora serve`: every one serves embeddings, two
-//! serve generation too), a validator (`agora validate`) with a block clock (`agora ledger run`) on a
-//! local ledger where all of them are registered, and a client peer (`agora gateway`, the
-//! OpenAI-compatible front). The validator challenges the miners and publishes weights by commit and
-//! reveal; Yuma consensus turns them into the metagraph the demo prints. The wallets are real
-//! encrypted key files, the client is funded by a genesis file, the miners find each other and the
-//! client only through the bootstrap's DHT and gossip. The demo then sends embedding and chat
-//! requests to the client's gateway over HTTP, prints who answered, how fast, for how much and under
-//! which receipt, and finally the balances that the receipts imply, checked against the miners' own
-//! stores: every receipt the client holds is held, countersigned, by the miner that earned it.
+//! It starts a local chain (anvil, with the AgoraLedger contract deployed) that orders the ledger,
+//! an `agora-bootstrap` node, three miners (`agora serve --settle`: every one serves embeddings,
+//! two serve generation too), a validator (`agora validate`) and a client peer (`agora gateway`,
+//! the OpenAI-compatible front). Every one of them follows the contract into its own mirror of
+//! the ledger, where the miners and the validator are registered by signed transactions sent
+//! through the chain. The validator challenges the miners and publishes weights by commit and
+//! reveal on chain; Yuma consensus turns them into the metagraph the demo prints. The wallets are
+//! real encrypted key files, the client is funded by a genesis file, the miners find each other and
+//! the client only through the bootstrap's DHT and gossip. The demo sends embedding and chat
+//! requests to the client's gateway over HTTP and prints who answered, how fast, for how much and
+//! under which receipt. At each epoch's end every miner folds its receipts into an anchor record
+//! sent to the contract; the demo proves every receipt the client holds against those anchors,
+//! reading only the chain, shows that all the mirrors agree on the ledger's state root, and prints
+//! the balances the receipts imply, checked against the miners' own stores.
 
 mod http;
 mod ledger;
 mod processes;
 
+use agora_ledger::anchor::{InclusionProof, Journal, prove};
 use agora_ledger::balances::{Balances, Genesis, UNITS_PER_TOKEN, format_units};
+use agora_ledger::chain::anvil::DEV_KEYS;
+use agora_ledger::log::{LocalLog, TxLog};
 use agora_ledger::store::{ListFilter, ReceiptStore};
-use agora_protocols::{MerkleProof, MerkleTree, PublicKey, Receipt, SecretKey};
+use agora_protocols::{PublicKey, Receipt, SecretKey};
 use agora_wallet::{KdfParams, Overwrite, Password, Protection, Wallet, WordCount};
 use anyhow::{Context, bail};
 use clap::Args;
@@ -121,9 +128,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!(
-        "Agora demo: a bootstrap node, three miners, a validator and a client, as processes on 127.0.0.1."
+        "Agora demo: a local chain, a bootstrap node, three miners, a validator and a client, as processes on 127.0.0.1."
     );
     println!("files in {}", dir.display());
+
+    progress(
+        "starting a local chain (anvil, a block every 0.5 s) and deploying the AgoraLedger contract",
+    );
+    let chain = ledger::Chain::start(&dir)?;
+    println!(
+        "  {} contract {} from block {} (final {} blocks deep)",
+        chain.anvil.url(),
+        chain.args.contract.as_deref().unwrap_or("?"),
+        chain.args.start_block.unwrap_or(0),
+        chain.args.depth.unwrap_or(0)
+    );
 
     progress(
         "creating wallets (Argon2id-encrypted coldkeys, BIP-39 backups, hotkeys as identities)",
@@ -149,24 +168,19 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
 
     progress(&format!(
-        "setting up the ledger: subnet {} (epochs of 10 blocks), the miners and a validator registered, the validator staked",
+        "setting up the ledger on chain: subnet {} (epochs of 11 blocks), the miners and a validator registered, the validator staked",
         ledger::NETUID
     ));
     let miner_refs: Vec<&ledger::Keys> = miner_wallets.iter().collect();
-    let ledger_files = ledger::set_up(&dir, &validator_keys, &miner_refs)?;
-    let ledger_flags = strings(&[
-        "--ledger-log",
-        &ledger_files.log.to_string_lossy(),
-        "--ledger-genesis",
-        &ledger_files.genesis.to_string_lossy(),
-    ]);
-    let mut clock_args = strings(&["ledger", "run", "--block-time", "200"]);
-    clock_args.extend(ledger_flags.iter().cloned());
-    let mut clock = Proc::start("clock", &agora, &clock_args, args.show_logs)?;
-    clock.wait_for("its first line", START_DEADLINE, false, |line| {
-        line.starts_with("sealing").then_some(())
-    })?;
-    println!("  a block every 200 ms (agora ledger run)");
+    let mut ledger_files = ledger::set_up(&dir, &chain, &validator_keys, &miner_refs)?;
+    println!(
+        "  {} transactions final on chain; the ledger is at height {}",
+        2 * (MINERS.len() + 1) + 1,
+        ledger::state(&mut ledger_files)?.height()
+    );
+    // Every process follows the chain into its own mirror.
+    let mirror = |name: &str| dir.join("ledger").join(name).join("ledger.log");
+    let ledger_flags = |name: &str| chain.flags(&ledger_files.genesis, &mirror(name));
 
     progress("starting the bootstrap node");
     let mut bootstrap = Proc::start(
@@ -181,6 +195,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             "127.0.0.1:0",
             "--loopback",
         ]),
+        &[],
         args.show_logs,
     )?;
     let boot_addr = bootstrap.wait_for("its address", START_DEADLINE, false, |line| {
@@ -188,9 +203,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     })?;
     println!("  {boot_addr}");
 
-    progress("starting three miners (agora serve); each loads its models from the cache");
+    progress("starting three miners (agora serve --settle); each loads its models from the cache");
     let mut miners = Vec::new();
-    for miner in &MINERS {
+    for (index, miner) in MINERS.iter().enumerate() {
         let mut argv = strings(&[
             "serve",
             "--wallet",
@@ -206,7 +221,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             &genesis_path.to_string_lossy(),
             "--receipts",
             &dir.join(format!("{}.redb", miner.name)).to_string_lossy(),
+            "--settle",
+            "--journal",
+            &journal(&dir, miner.name).to_string_lossy(),
         ]);
+        argv.extend(ledger_flags(miner.name));
         for model in miner.models {
             let price = if *model == agora_inference::model_cache::MINILM {
                 EMBED_PRICE
@@ -220,7 +239,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
                 &format!("{model}={price}"),
             ]));
         }
-        miners.push(Proc::start(miner.name, &agora, &argv, args.show_logs)?);
+        // Each node pays its own gas: an anvil development account per process.
+        let env = [("AGORA_CHAIN_KEY", DEV_KEYS[2 + index])];
+        miners.push(Proc::start(
+            miner.name,
+            &agora,
+            &argv,
+            &env,
+            args.show_logs,
+        )?);
     }
     let mut miner_peers = Vec::new();
     for miner in &mut miners {
@@ -256,34 +283,33 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "--round-interval-ms",
         "1000",
     ]);
-    validator_args.extend(ledger_flags.iter().cloned());
-    let mut validator = Proc::start("validator", &agora, &validator_args, args.show_logs)?;
+    validator_args.extend(ledger_flags("validator"));
+    let mut validator = Proc::start(
+        "validator",
+        &agora,
+        &validator_args,
+        &[("AGORA_CHAIN_KEY", DEV_KEYS[1])],
+        args.show_logs,
+    )?;
 
     progress("starting the client peer with its OpenAI-compatible gateway (agora gateway)");
     let client_store = dir.join("client.redb");
-    let mut gateway = Proc::start(
+    let mut gateway_args = strings(&[
+        "gateway",
+        "--wallet",
         "client",
-        &agora,
-        &strings(&[
-            "gateway",
-            "--wallet",
-            "client",
-            "--wallet-path",
-            &dir.to_string_lossy(),
-            "--loopback",
-            "--listen",
-            "127.0.0.1:0",
-            "--bootstrap",
-            &boot_addr,
-            "--receipts",
-            &client_store.to_string_lossy(),
-            "--ledger-log",
-            &ledger_files.log.to_string_lossy(),
-            "--ledger-genesis",
-            &ledger_files.genesis.to_string_lossy(),
-        ]),
-        args.show_logs,
-    )?;
+        "--wallet-path",
+        &dir.to_string_lossy(),
+        "--loopback",
+        "--listen",
+        "127.0.0.1:0",
+        "--bootstrap",
+        &boot_addr,
+        "--receipts",
+        &client_store.to_string_lossy(),
+    ]);
+    gateway_args.extend(ledger_flags("client"));
+    let mut gateway = Proc::start("client", &agora, &gateway_args, &[], args.show_logs)?;
     let base: SocketAddr = gateway.wait_for("its address", START_DEADLINE, true, |line| {
         line.strip_prefix("gateway http://")
             .and_then(|rest| rest.trim_end_matches("/v1").parse().ok())
@@ -345,12 +371,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     })?;
     let scored_end = Instant::now() + START_DEADLINE;
     let graph = loop {
-        let graph = ledger::metagraph(&ledger_files)?;
+        let graph = ledger::metagraph(&mut ledger_files)?;
         let miners_scored = graph
             .iter()
             .filter(|r| r.hotkey != validator_keys.hot.public().to_hex())
             .all(|r| r.incentive_u16 > 0);
-        let height = ledger::state(&ledger_files)?.height();
+        let height = ledger::state(&mut ledger_files)?.height();
         if miners_scored && height > revealed {
             break graph;
         }
@@ -361,13 +387,37 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     print_metagraph(&graph, &validator_keys, &MINERS, &miner_keys);
     validator.stop(Duration::from_secs(10));
-    clock.stop(Duration::from_secs(10));
-
-    progress("stopping the client and the miners, then reading their receipt stores");
+    // The client delivers every countersignature before it exits.
     gateway.stop(Duration::from_secs(10));
+
+    progress(
+        "waiting for each miner to settle an epoch that ends after the last query, and for its anchor to be final on chain",
+    );
+    let stopped_at = ledger::state(&mut ledger_files)?;
+    let after = stopped_at
+        .subnet(ledger::NETUID)
+        .map(|s| s.epoch_index(stopped_at.height()))
+        .unwrap_or(0)
+        + 2;
+    for miner in &mut miners {
+        let (epoch, hash) = miner.wait_for(
+            "the settlement of a later epoch",
+            START_DEADLINE,
+            false,
+            |line| settled_line(line).filter(|(epoch, _)| *epoch >= after),
+        )?;
+        ledger_files.wait_for_anchor(ledger::NETUID, epoch, hash, START_DEADLINE)?;
+        println!(
+            "  {}: epoch {epoch} anchored on chain, record {}",
+            miner.name,
+            short(&hex::encode(hash))
+        );
+    }
     for miner in &mut miners {
         miner.stop(Duration::from_secs(10));
     }
+
+    progress("reading the receipt stores");
     let client_receipts = countersigned(&client_store)?;
     if client_receipts.len() != rows.len() {
         bail!(
@@ -395,20 +445,72 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         held_by_miners
     );
 
-    let ids: Vec<[u8; 32]> = client_receipts.iter().map(|r| r.id().0).collect();
-    let tree = MerkleTree::new(ids.clone());
-    for (index, id) in ids.iter().enumerate() {
-        let proof = tree
-            .prove(index)
-            .context("a receipt of the batch has no proof")?;
-        MerkleProof::from_bytes(&proof.to_bytes()?)?
-            .verify(&tree.root(), id)
-            .with_context(|| format!("receipt {index} does not prove against the root"))?;
+    progress("proving every receipt the client holds against the anchors on chain");
+    let mut proven = 0;
+    let mut proof_bytes = 0;
+    for (miner, key) in MINERS.iter().zip(&miner_keys) {
+        let store = ReceiptStore::open(&dir.join(format!("{}.redb", miner.name)))?;
+        let journal = Journal::open_read_only(&journal(&dir, miner.name))?;
+        for receipt in client_receipts
+            .iter()
+            .filter(|r| r.body().provider == key.public())
+        {
+            // What a client would receive from the miner, checked with nothing but the chain.
+            let text = prove(&store, &journal, &receipt.id())?.to_text()?;
+            proof_bytes = proof_bytes.max(text.len());
+            let ok = InclusionProof::from_text(&text)?.verify()?;
+            let r = ok.anchor.record();
+            let on_chain = ledger_files.find_anchor(r.subnet, r.epoch, ok.anchor_hash())?;
+            if on_chain.is_none() {
+                bail!(
+                    "receipt {} proves against anchor {} of epoch {}, which is not on chain",
+                    receipt.id(),
+                    hex::encode(ok.anchor_hash()),
+                    r.epoch
+                );
+            }
+            proven += 1;
+        }
     }
     println!(
-        "  Merkle root {} over {} receipts (what an epoch anchors); every inclusion proof verified",
-        hex::encode(tree.root()),
-        ids.len()
+        "  {proven} of {} receipts proven: each a Merkle path to an anchor record the contract holds (proofs up to {proof_bytes} bytes of text)",
+        client_receipts.len()
+    );
+    if proven != client_receipts.len() {
+        bail!(
+            "{} receipts could not be proven",
+            client_receipts.len() - proven
+        );
+    }
+
+    progress("comparing the ledger state every process mirrored from the chain");
+    let mut mirrors = vec![("demo".to_string(), ledger_files.log.clone())];
+    for name in MINERS.iter().map(|m| m.name).chain(["validator", "client"]) {
+        mirrors.push((name.to_string(), mirror(name)));
+    }
+    // Bring each up to the chain's final blocks (the processes are stopped), then compare them
+    // at the height all reached.
+    let mut common = u64::MAX;
+    for (_, path) in &mirrors {
+        super::chain::sync_mirror(&chain.args, path)?;
+        common = common.min(LocalLog::open_read_only(path)?.height()?);
+    }
+    let mut roots = BTreeMap::new();
+    for (name, path) in &mirrors {
+        let root =
+            ledger::replay_mirror(&ledger_files.genesis, path, Some(common))?.state_root_hex()?;
+        roots
+            .entry(root)
+            .or_insert_with(Vec::new)
+            .push(name.clone());
+    }
+    if roots.len() != 1 {
+        bail!("the mirrors disagree at height {common}: {roots:?}");
+    }
+    println!(
+        "  {} mirrors, each followed independently, agree at height {common}: state root {}",
+        mirrors.len(),
+        roots.keys().next().map(String::as_str).unwrap_or("?")
     );
 
     let balances = Balances::compute(&genesis, client_receipts.iter())?;
@@ -436,6 +538,21 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
     drop(bootstrap);
     Ok(ExitCode::SUCCESS)
+}
+
+/// A miner's anchor journal.
+fn journal(dir: &Path, miner: &str) -> PathBuf {
+    dir.join("anchors").join(format!("{miner}.journal"))
+}
+
+/// Parses a miner's `settled epoch E of subnet S: ... anchor HASH ...` line.
+fn settled_line(line: &str) -> Option<(u64, [u8; 32])> {
+    let rest = line.strip_prefix("settled epoch ")?;
+    let epoch = rest.split(' ').next()?.parse().ok()?;
+    let hash = rest.split(" anchor ").nth(1)?.split(' ').next()?;
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hash, &mut out).ok()?;
+    Some((epoch, out))
 }
 
 fn progress(step: &str) {

@@ -19,15 +19,18 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `program args`, relaying stderr lines (prefixed) when `show_stderr`.
+    /// Starts `program args` with `env` added to the environment, relaying stderr lines
+    /// (prefixed) when `show_stderr`.
     pub fn start(
         name: &str,
         program: &Path,
         args: &[String],
+        env: &[(&str, &str)],
         show_stderr: bool,
     ) -> anyhow::Result<Self> {
         let mut child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
