@@ -1,17 +1,22 @@
-//! Prometheus metrics on real processes: a bootstrap node, a miner (`agora serve --http`) and a
-//! client (`agora query`). One embedding query goes through; then `/metrics` of the miner and of
-//! the bootstrap are scraped over HTTP. The miner's query, receipt, earnings and batch counters
-//! moved, the bootstrap counts its peers, both expositions are OpenMetrics (ending in `# EOF`), and
-//! the same families in the classic text format pass `promtool check metrics` with no complaint.
+//! Prometheus metrics on real processes: a bootstrap node, a miner (`agora serve --http`), a
+//! client (`agora query`) and a gateway (`agora gateway --http`). One embedding query goes through
+//! the client and one through the gateway's OpenAI endpoint; then `/metrics` of the miner, the
+//! gateway and the bootstrap are scraped over HTTP. The miner's query, receipt, earnings and batch
+//! counters moved, the gateway counts the query it sent, the bootstrap counts its peers, every
+//! exposition is OpenMetrics (ending in `# EOF`), and the same families in the classic text format
+//! pass `promtool check metrics` with no complaint.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use common::{
-    free_port, http_get, new_wallet, outside_tool, start_bootstrap_with_metrics, start_serve,
+    DEADLINE, Proc, free_port, http_get, new_wallet, outside_tool, start_bootstrap_with_metrics,
+    start_serve,
 };
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
 const MODEL: &str = "all-minilm-l6-v2";
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0";
@@ -51,6 +56,26 @@ fn promtool_clean(what: &str, exposition: &str) {
         "promtool check metrics on the {what}'s exposition ({}):\n{said}",
         out.status
     );
+}
+
+/// A plain HTTP/1.1 POST of a JSON body: (status, body).
+fn post_json(addr: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let status = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, raw)
 }
 
 /// Scrapes `addr`'s `/metrics` both ways; checks the OpenMetrics framing and lints the classic one.
@@ -165,6 +190,49 @@ fn a_query_moves_the_miners_counters_and_every_exposition_passes_promtool() {
         !m.contains(&miner.peer.to_string()),
         "no peer id in any label"
     );
+
+    // The gateway: one embedding through its OpenAI endpoint, counted on its own /metrics.
+    let gateway = Proc::start(
+        "gateway",
+        std::path::Path::new(env!("CARGO_BIN_EXE_agora")),
+        &[
+            "gateway",
+            "--ephemeral-key",
+            "--loopback",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--bootstrap",
+            &boot_addr,
+            "--receipts",
+            dir.join("gateway.redb").to_str().unwrap(),
+        ],
+    );
+    let gateway_http = gateway.wait_for("its --http address", |l| {
+        l.strip_prefix("http ").map(|a| a.trim().to_string())
+    });
+    let openai = gateway.wait_for("its OpenAI address", |l| {
+        l.strip_prefix("gateway http://")
+            .and_then(|a| a.trim().strip_suffix("/v1"))
+            .map(str::to_string)
+    });
+    let body = format!(r#"{{"model":"{MODEL}","input":"counted at the gateway"}}"#);
+    let end = Instant::now() + DEADLINE;
+    // Until the miner's advert reaches the gateway it answers 404 (unknown model): retry.
+    while post_json(&openai, "/v1/embeddings", &body).0 != 200 {
+        assert!(
+            Instant::now() < end,
+            "the gateway never answered an embedding"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let g = scrape("gateway", &gateway_http);
+    assert!(
+        sample(&g, "agora_queries_sent_total{task=\"embed\",result=\"ok\"}") >= Some(1.0),
+        "the gateway counts the query it paid for:\n{g}"
+    );
+    assert!(g.contains("role=\"gateway\""), "its role in build info");
 
     let b = scrape("bootstrap", &boot_metrics);
     assert!(

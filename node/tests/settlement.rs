@@ -75,6 +75,8 @@ fn a_miner_settles_each_epoch_and_its_clients_credit_renews() {
             &log,
             "--ledger-genesis",
             &genesis,
+            "--http",
+            "127.0.0.1:0",
         ],
     );
     // Settling runs from the start: the first epochs hold no receipts.
@@ -131,4 +133,19 @@ fn a_miner_settles_each_epoch_and_its_clients_credit_renews() {
     assert_eq!(record["receipt_count"], 1);
     assert_eq!(record["total_paid"], 600);
     assert_eq!(record["subnet"], 1);
+
+    // The miner's /metrics says how far it has settled.
+    let (_, _, metrics) = common::http_get(
+        miner.http.as_deref().unwrap(),
+        "/metrics",
+        "text/plain; version=0.0.4",
+    );
+    let last: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("agora_anchor_last_epoch "))
+        .unwrap_or_else(|| panic!("no anchor gauge:\n{metrics}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(last >= epoch as f64, "anchor_last_epoch {last} < {epoch}");
 }

@@ -32,6 +32,10 @@ pub struct GatewayArgs {
     /// Tokens generated when a chat request names no max_tokens.
     #[arg(long, default_value_t = GatewayConfig::default().default_max_tokens)]
     pub default_max_tokens: u32,
+    /// Serve the peer's local JSON API, the status page and `/metrics` here (e.g.
+    /// 127.0.0.1:7702; port 0 picks one and prints it), apart from the OpenAI port.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http: Option<SocketAddr>,
 }
 
 /// Runs `agora gateway` until SIGTERM or Ctrl-C.
@@ -41,7 +45,12 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let (client, _temp) = args.client.connect("gateway").await?;
+        let (client, _temp, status) = args.client.connect_observed("gateway", "gateway").await?;
+        if let Some(addr) = args.http {
+            let app =
+                super::node::api(client.overlay().clone()).merge(agora::status::router(status));
+            super::node::serve_http(addr, app).await?;
+        }
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;

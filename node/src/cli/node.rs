@@ -245,16 +245,7 @@ async fn serve(
     }
 
     if let Some(addr) = http {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding the API on {addr}"))?;
-        println!("http {}", listener.local_addr()?);
-        let app = api(client.clone()).merge(agora::status::router(page));
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                eprintln!("API server stopped: {e}");
-            }
-        });
+        serve_http(addr, api(client.clone()).merge(agora::status::router(page))).await?;
     }
     let shutdown = shutdown_signal();
     println!("ready");
@@ -321,6 +312,30 @@ pub fn ledger_source(
             rows: state.metagraph(subnet).unwrap_or_default(),
         }))
     }))
+}
+
+/// Serves a node's local HTTP side (`--http`: the JSON API, the status page, `/metrics`) on
+/// `addr` in the background, after printing `http ADDRESS` (port 0 picks one) for scripts.
+pub async fn serve_http(
+    addr: std::net::SocketAddr,
+    app: axum::Router,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the API on {addr}"))?;
+    let bound = listener.local_addr()?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        writeln!(out, "http {bound}")?;
+        out.flush()?;
+    }
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            eprintln!("API server stopped: {e}");
+        }
+    });
+    Ok(bound)
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.

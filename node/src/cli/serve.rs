@@ -8,7 +8,9 @@
 
 use super::anchor::JournalPath;
 use super::ledger::LedgerPaths;
-use super::node::{KeyArgs, MeshArgs, api, ledger_source, shutdown_signal, spawn_observed};
+use super::node::{
+    KeyArgs, MeshArgs, api, ledger_source, serve_http, shutdown_signal, spawn_observed,
+};
 use super::settlement::Settler;
 use agora::market::admission::AdmissionConfig;
 use agora::market::provider::{Provider, ProviderConfig, ProviderStats, initial_offers};
@@ -216,18 +218,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let stats = provider.stats();
         print_addresses(&client, &mut stdout).await?;
         if let Some(addr) = args.http {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the API on {addr}"))?;
-            writeln!(stdout, "http {}", listener.local_addr()?)?;
             let app = api(client.clone())
                 .merge(serve_api(stats))
                 .merge(agora::status::router(status));
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    eprintln!("API server stopped: {e}");
-                }
-            });
+            serve_http(addr, app).await?;
         }
         let shutdown = shutdown_signal();
         writeln!(stdout, "ready")?;

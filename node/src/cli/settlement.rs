@@ -153,11 +153,22 @@ impl Settler {
         let Some(epoch) = self.latest_ended_epoch() else {
             return Ok(());
         };
-        if self.last_settled.is_some_and(|last| last >= epoch) {
-            return Ok(());
+        if self.last_settled.is_none_or(|last| last < epoch) {
+            self.settle(epoch)?;
+            self.chain_round()?;
         }
-        self.settle(epoch)?;
-        self.chain_round()
+        self.report_gauges()
+    }
+
+    fn report_gauges(&self) -> anyhow::Result<()> {
+        if let Some(m) = &self.metrics {
+            let pending = match &self.chain {
+                Some((_, outbox)) => outbox.len()? as u64,
+                None => 0,
+            };
+            m.set_anchors(self.last_settled.unwrap_or(0), pending);
+        }
+        Ok(())
     }
 
     fn chain_round(&mut self) -> anyhow::Result<()> {
@@ -172,9 +183,6 @@ impl Settler {
             }
             Err(e) if is_fatal(&e) => return Err(e),
             Err(e) => eprintln!("chain unreachable, anchors stay queued: {e:#}"),
-        }
-        if let Some(m) = &self.metrics {
-            m.set_anchors(self.last_settled.unwrap_or(0), outbox.len()? as u64);
         }
         Ok(())
     }

@@ -183,17 +183,9 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         let (client, _temp, status) = args.client.connect_observed("validate", "validate").await?;
         let _ = shared.metrics.set(status.metrics.clone());
         if let Some(addr) = args.http {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the API on {addr}"))?;
-            say(&format!("http {}", listener.local_addr()?));
             let app =
                 super::node::api(client.overlay().clone()).merge(agora::status::router(status));
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    eprintln!("API server stopped: {e}");
-                }
-            });
+            super::node::serve_http(addr, app).await?;
         }
         let prober = Prober {
             client,
