@@ -2,12 +2,12 @@
 //! path (`ST:pallets/subtensor/src/epoch/run_epoch.rs::epoch_mechanism`); step numbers refer to
 //! spec 2.3.
 
-use super::bonds::{self, BondInputs, LiquidAlpha};
-use super::fixed_math::{I32F32, ema_alpha_from_ppm, normalized_u64_to_i32f32};
-use super::sparse::{self, Sparse};
+use super::bonds::{self, BondInputs, LiquidAlpha, PrevBonds};
+use super::fixed_math::{Divider, I32F32, ema_alpha_from_ppm, normalized_u64_to_i32f32};
+use super::sparse::{self, Csr};
 use super::types::{
     DEFAULT_ALPHA_HIGH_U16, DEFAULT_ALPHA_LOW_U16, DEFAULT_ALPHA_SIGMOID_STEEPNESS, EpochError,
-    EpochInput, EpochOutput, MAX_UIDS, SparseRow,
+    EpochInput, EpochOutput, EpochState, MAX_UIDS,
 };
 
 /// Checks every length, uid and range the epoch relies on, so that the math never meets an index
@@ -41,6 +41,11 @@ pub fn validate(input: &EpochInput) -> Result<usize, EpochError> {
     let mut seen = vec![false; n];
     for (field, rows) in [("weights", &s.weights), ("bonds", &s.bonds)] {
         for (row, entries) in rows.iter().enumerate() {
+            // Strictly increasing uids cannot repeat, and are all in range when the last one is:
+            // one comparison per entry instead of two passes through a dense marker row.
+            if strictly_increasing(entries) && entries.last().is_none_or(|&(uid, _)| uid < p.n) {
+                continue;
+            }
             for &(uid, _) in entries {
                 let slot = usize::try_from(uid).ok().and_then(|u| seen.get_mut(u));
                 match slot {
@@ -73,15 +78,58 @@ pub fn validate(input: &EpochInput) -> Result<usize, EpochError> {
     Ok(n)
 }
 
-/// Stored rows with uids narrowed to `u16` (validated below `n <= 65535`).
-fn narrow(rows: &[SparseRow]) -> Vec<Vec<(u16, u16)>> {
-    rows.iter()
-        .map(|row| {
-            row.iter()
-                .filter_map(|&(j, v)| u16::try_from(j).ok().map(|j| (j, v)))
-                .collect()
-        })
-        .collect()
+/// Whether a row's uids strictly increase. No early exit: a branch-free pass over the pairs is
+/// cheaper on the long rows where it matters.
+fn strictly_increasing(entries: &[(u64, u16)]) -> bool {
+    entries
+        .iter()
+        .zip(entries.iter().skip(1))
+        .fold(true, |ok, (a, b)| ok & (a.0 < b.0))
+}
+
+/// Step 5's weight matrix: rows of validators with a previous permit, without self-weights (the
+/// owner's kept) and without weights set before the target registered, each row divided by its
+/// sum (`inplace_row_normalize_sparse`), built straight into one flat buffer.
+fn masked_weights(s: &EpochState, prev_permit: &[bool], owner: Option<usize>) -> Csr<I32F32> {
+    let n = s.weights.len();
+    let entries = s.weights.iter().map(Vec::len).sum();
+    let mut w = Csr::with_capacity(n, entries);
+    for (i, row) in s.weights.iter().enumerate() {
+        if !prev_permit.get(i).copied().unwrap_or(false) {
+            w.end_row();
+            continue;
+        }
+        let updated = s.last_update.get(i).copied().unwrap_or(0);
+        // The chain sums the row in I32F32 (saturating); the values are integers, so an integer
+        // sum saturated once at the end is the same number.
+        let mut total = 0u64;
+        for &(j, v) in row {
+            // Validated: j < n <= 65535.
+            let Ok(j16) = u16::try_from(j) else {
+                continue;
+            };
+            let ju = usize::from(j16);
+            let keep = (ju != i || Some(i) == owner)
+                && updated > s.block_at_registration.get(ju).copied().unwrap_or(0);
+            if keep {
+                w.push(j16, I32F32::from_u16(v));
+                total += u64::from(v);
+            }
+        }
+        w.end_row();
+        let total = i64::try_from(total)
+            .ok()
+            .and_then(|t| t.checked_mul(1 << 32))
+            .map_or(I32F32::MAX, I32F32::from_bits);
+        if total > I32F32::ZERO {
+            let div = Divider::new(total);
+            let (_, vals) = w.row_mut(i);
+            for v in vals.iter_mut() {
+                *v = div.safe_div(*v);
+            }
+        }
+    }
+    w
 }
 
 /// Top `k` by value among non-zero entries (`is_topk_nonzero`): a stable ascending sort, the
@@ -169,42 +217,18 @@ pub fn run_epoch(input: &EpochInput) -> Result<EpochOutput, EpochError> {
     sparse::normalize(&mut active_stake);
 
     // 5. Weights: permit rows, diagonal (owner kept), outdated, then row-normalise.
-    let mut weights: Sparse = s
-        .weights
-        .iter()
-        .enumerate()
-        .map(|(i, row)| {
-            if !prev_permit.get(i).copied().unwrap_or(false) {
-                return Vec::new();
-            }
-            let updated = s.last_update.get(i).copied().unwrap_or(0);
-            row.iter()
-                .filter_map(|&(j, v)| {
-                    // Validated: j < n <= 65535.
-                    let j16 = u16::try_from(j).ok()?;
-                    let j = usize::from(j16);
-                    let keep = (j != i || Some(i) == owner)
-                        && updated > s.block_at_registration.get(j).copied().unwrap_or(0);
-                    keep.then(|| (j16, I32F32::from_u16(v)))
-                })
-                .collect()
-        })
-        .collect();
-    sparse::row_normalize(&mut weights);
+    let mut weights = masked_weights(s, &prev_permit, owner);
 
-    // 6-8. Consensus, clipping, validator trust.
+    // 6. Consensus.
     let kappa = I32F32::from_u16_proportion(p.kappa_u16);
     let consensus = sparse::weighted_median_cols(&active_stake, &weights, n, kappa);
-    let clipped = sparse::col_clip(&weights, &consensus);
-    let validator_trust = sparse::row_sums(&clipped);
 
-    // 9. Incentive.
-    let mut incentive = sparse::matmul(&clipped, &active_stake, n);
-    sparse::normalize(&mut incentive);
-
-    // 10. Weights for bonds.
+    // 7-10. Clipping, validator trust, incentive and weights for bonds, in one pass that turns
+    // the weight buffer into the weights for bonds.
     let beta = I32F32::from_u16_proportion(p.bonds_penalty_u16);
-    let weights_for_bonds = sparse::interpolate(&weights, &clipped, n, beta);
+    let (validator_trust, mut incentive) =
+        sparse::clip_score_and_blend(&mut weights, &consensus, &active_stake, beta, n);
+    sparse::normalize(&mut incentive);
 
     // 11. Bonds and dividends. Bonds on miners registered since the last epoch are dropped.
     let last_tempo = if s.last_mechanism_step_block == 0 {
@@ -212,20 +236,14 @@ pub fn run_epoch(input: &EpochInput) -> Result<EpochOutput, EpochError> {
     } else {
         s.last_mechanism_step_block.saturating_add(1)
     };
-    let mut prev_bonds = narrow(&s.bonds);
-    for row in prev_bonds.iter_mut() {
-        row.retain(|&(j, _)| {
-            last_tempo
-                > s.block_at_registration
-                    .get(usize::from(j))
-                    .copied()
-                    .unwrap_or(0)
-        });
-    }
     let bond_inputs = BondInputs {
         n,
-        prev_bonds_u16: &prev_bonds,
-        weights_for_bonds: &weights_for_bonds,
+        prev_bonds: PrevBonds {
+            rows: &s.bonds,
+            registered: &s.block_at_registration,
+            last_tempo,
+        },
+        weights_for_bonds: weights,
         active_stake: &active_stake,
         incentive: &incentive,
         consensus: &consensus,
@@ -240,9 +258,9 @@ pub fn run_epoch(input: &EpochInput) -> Result<EpochOutput, EpochError> {
                     .unwrap_or(DEFAULT_ALPHA_SIGMOID_STEEPNESS),
             )),
         });
-        bonds::yuma3(&bond_inputs, liquid)
+        bonds::yuma3(bond_inputs, liquid)
     } else {
-        bonds::legacy(&bond_inputs)
+        bonds::legacy(bond_inputs)
     };
     let dividends = bond_out.dividends;
 
@@ -277,14 +295,15 @@ pub fn run_epoch(input: &EpochInput) -> Result<EpochOutput, EpochError> {
 
     // 13. Persisted outputs. Bonds are stored for permitted validators and cleared otherwise.
     let to_u16 = |v: &[I32F32]| -> Vec<u16> { v.iter().map(|x| x.proportion_to_u16()).collect() };
-    let bonds_out = bond_out
-        .bonds_to_store
-        .iter()
+    let store = &bond_out.bonds_to_store;
+    let bonds_out = (0..store.rows())
         .zip(&new_permit)
-        .map(|(row, &permit)| {
+        .map(|(i, &permit)| {
             if permit {
-                row.iter()
-                    .map(|&(j, b)| (j, b.proportion_to_u16()))
+                let (cols, vals) = store.row(i);
+                cols.iter()
+                    .zip(vals)
+                    .map(|(&j, &b)| (j, b.proportion_to_u16()))
                     .collect()
             } else {
                 Vec::new()

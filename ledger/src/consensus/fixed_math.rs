@@ -169,6 +169,13 @@ impl I32F32 {
     /// `floor(x * 65535)` saturated into `u16`: how the chain stores a proportion
     /// (`fixed_proportion_to_u16`).
     pub fn proportion_to_u16(self) -> u16 {
+        // Fast path for proportions in [0, 1] (every stored bond): `floor(bits · 65535 · 2^32 /
+        // 2^32)` is `bits · 65535 >> 32`, which fits a u64, and the integer part is at most 65535.
+        if let Ok(bits) = u64::try_from(self.0)
+            && bits <= 1 << FRAC_BITS
+        {
+            return ((bits * u64::from(u16::MAX)) >> FRAC_BITS) as u16;
+        }
         self.saturating_mul(Self::U16_MAX).saturating_to_u16()
     }
 
@@ -199,13 +206,14 @@ impl Reciprocal {
     }
 
     fn div(self, n: u64) -> u64 {
-        let mut q = ((u128::from(n) * u128::from(self.m)) >> 64) as u64;
-        let mut r = n - q * self.d;
-        while r >= self.d {
-            q += 1;
-            r -= self.d;
-        }
-        q
+        let q = ((u128::from(n) * u128::from(self.m)) >> 64) as u64;
+        // Two corrections, unconditionally: a data-dependent loop here mispredicts often enough
+        // to cost more than the arithmetic (normalising a million weights runs this a million
+        // times). `q <= n / d`, so `q * d <= n` and nothing wraps.
+        let r = n - q * self.d;
+        let c1 = u64::from(r >= self.d);
+        let (q, r) = (q + c1, r - c1 * self.d);
+        q + u64::from(r >= self.d)
     }
 }
 
@@ -477,6 +485,31 @@ mod tests {
             I32F32::ZERO
         );
         assert_eq!(I32F32::ONE.saturating_div(I32F32::ZERO), I32F32::MAX);
+    }
+
+    #[test]
+    fn proportion_to_u16_fast_path_agrees_with_the_wide_product() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let wide = |v: I32F32| v.saturating_mul(I32F32::U16_MAX).saturating_to_u16();
+        for bits in [
+            0i64,
+            1,
+            65_535,
+            65_536,
+            (1 << 32) - 1,
+            1 << 32,
+            (1 << 32) + 1,
+        ] {
+            let v = I32F32::from_bits(bits);
+            assert_eq!(v.proportion_to_u16(), wide(v), "{v:?}");
+        }
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let v = I32F32::from_bits((x % ((1 << 32) + 1)) as i64);
+            assert_eq!(v.proportion_to_u16(), wide(v), "{v:?}");
+        }
     }
 
     #[test]

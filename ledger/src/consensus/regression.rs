@@ -82,8 +82,7 @@ fn input(rng: &mut Rng, n: u64, validators: u64) -> EpochInput {
             rng.next() as u16
         },
         bonds_penalty_u16: [65535, 0, 32767, rng.next() as u16][rng.below(4) as usize],
-        bonds_moving_average: [900_000, 0, 1_000_000, rng.below(1_200_000)]
-            [rng.below(4) as usize],
+        bonds_moving_average: [900_000, 0, 1_000_000, rng.below(1_200_000)][rng.below(4) as usize],
         max_allowed_validators: if rng.chance(4) {
             rng.below(n + 2)
         } else {
@@ -117,9 +116,7 @@ fn input(rng: &mut Rng, n: u64, validators: u64) -> EpochInput {
         last_update: (0..n)
             .map(|_| if rng.chance(5) { rng.below(60) } else { 39 })
             .collect(),
-        validator_permit: (0..n)
-            .map(|i| is_validator(i) != rng.chance(10))
-            .collect(),
+        validator_permit: (0..n).map(|i| is_validator(i) != rng.chance(10)).collect(),
         weights: (0..n)
             .map(|i| {
                 if is_validator(i) || rng.chance(8) {

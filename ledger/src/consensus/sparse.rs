@@ -1,14 +1,192 @@
 //! Sparse-matrix steps of the epoch, each with the chain's semantics (`ST:.../epoch/math.rs`):
 //! the same order of operations, the same entries kept or dropped, the same rounding.
 //!
-//! A matrix is one `Vec<(column, value)>` per row, in the order the chain would hold it. Column
-//! indices are below `n` (the input was validated), and every helper still reads through `get`
-//! so that a broken invariant degrades to a wrong number, never a panic.
+//! A matrix is a [`Csr`]: flat arrays of columns and values with one offset per row, rows in the
+//! order the chain would hold them. At chain scale (a million weights) one flat buffer per matrix,
+//! carried through several steps, costs a fraction of one `Vec` per row rebuilt at every step:
+//! fresh memory is paid for in page faults, and per-row vectors in allocator calls. Column indices
+//! are below `n` (the input was validated), and every helper still reads through `get` so that a
+//! broken invariant degrades to a wrong number, never a panic.
 
 use super::fixed_math::{Divider, I32F32, sum};
 
-/// One row per UID, `(column uid, value)` pairs.
-pub type Sparse = Vec<Vec<(u16, I32F32)>>;
+/// A sparse matrix in compressed rows: row `i` holds `cols[start[i]..start[i + 1]]` with the values
+/// at the same positions, in the order they were pushed.
+///
+/// Each row also records whether its columns strictly increase: sorted rows let the steps below
+/// merge and look up instead of scattering into dense scratch rows, and the chain's cursor walks
+/// (which behave differently on unsorted rows) reduce to plain lookups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Csr<T> {
+    start: Vec<usize>,
+    cols: Vec<u16>,
+    vals: Vec<T>,
+    sorted: Vec<bool>,
+    open_sorted: bool,
+}
+
+impl<T: Copy> Csr<T> {
+    /// An empty matrix with room for `rows` rows and `entries` entries.
+    pub fn with_capacity(rows: usize, entries: usize) -> Self {
+        let mut start = Vec::with_capacity(rows + 1);
+        start.push(0);
+        Self {
+            start,
+            cols: Vec::with_capacity(entries),
+            vals: Vec::with_capacity(entries),
+            sorted: Vec::with_capacity(rows),
+            open_sorted: true,
+        }
+    }
+
+    /// Appends an entry to the row being built.
+    pub fn push(&mut self, j: u16, v: T) {
+        let row_start = self.start.last().copied().unwrap_or(0);
+        if self.cols.len() > row_start && self.cols.last().is_some_and(|&last| last >= j) {
+            self.open_sorted = false;
+        }
+        self.cols.push(j);
+        self.vals.push(v);
+    }
+
+    /// Closes the row being built (possibly empty).
+    pub fn end_row(&mut self) {
+        self.start.push(self.cols.len());
+        self.sorted.push(self.open_sorted);
+        self.open_sorted = true;
+    }
+
+    /// Number of closed rows.
+    pub fn rows(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// Number of entries.
+    pub fn nnz(&self) -> usize {
+        self.cols.len()
+    }
+
+    fn range(&self, i: usize) -> std::ops::Range<usize> {
+        let a = self.start.get(i).copied().unwrap_or(0);
+        let b = self.start.get(i + 1).copied().unwrap_or(a);
+        a..b
+    }
+
+    /// Row `i`'s columns and values (empty past the last row).
+    pub fn row(&self, i: usize) -> (&[u16], &[T]) {
+        let r = self.range(i);
+        (
+            self.cols.get(r.clone()).unwrap_or_default(),
+            self.vals.get(r).unwrap_or_default(),
+        )
+    }
+
+    /// Row `i`'s columns, and its values to change in place.
+    pub fn row_mut(&mut self, i: usize) -> (&[u16], &mut [T]) {
+        let r = self.range(i);
+        (
+            self.cols.get(r.clone()).unwrap_or_default(),
+            self.vals.get_mut(r).unwrap_or_default(),
+        )
+    }
+
+    /// Whether row `i`'s columns strictly increase.
+    pub fn is_sorted(&self, i: usize) -> bool {
+        self.sorted.get(i).copied().unwrap_or(true)
+    }
+
+    /// All values, row after row.
+    pub fn values(&self) -> &[T] {
+        &self.vals
+    }
+
+    /// The same rows and columns with values `f(value)`.
+    pub fn map<U: Copy>(&self, f: impl Fn(T) -> U) -> Csr<U> {
+        Csr {
+            start: self.start.clone(),
+            cols: self.cols.clone(),
+            vals: self.vals.iter().map(|&v| f(v)).collect(),
+            sorted: self.sorted.clone(),
+            open_sorted: true,
+        }
+    }
+
+    /// Rewrites every row in place: `f(i, j, v)` gives the entry's new value, or `None` to drop it.
+    /// Kept entries stay in their order.
+    pub fn filter_map_in_place(&mut self, mut f: impl FnMut(usize, u16, T) -> Option<T>) {
+        let mut write = 0;
+        let mut read_start = 0;
+        for i in 0..self.rows() {
+            let read_end = self.start.get(i + 1).copied().unwrap_or(read_start);
+            let row_begin = write;
+            let mut sorted = true;
+            for k in read_start..read_end {
+                let (Some(&j), Some(&v)) = (self.cols.get(k), self.vals.get(k)) else {
+                    continue;
+                };
+                let Some(v) = f(i, j, v) else {
+                    continue;
+                };
+                if write > row_begin && self.cols.get(write - 1).is_some_and(|&last| last >= j) {
+                    sorted = false;
+                }
+                if let (Some(c), Some(x)) = (self.cols.get_mut(write), self.vals.get_mut(write)) {
+                    *c = j;
+                    *x = v;
+                }
+                write += 1;
+            }
+            if let Some(s) = self.start.get_mut(i + 1) {
+                *s = write;
+            }
+            if let Some(s) = self.sorted.get_mut(i) {
+                *s = sorted;
+            }
+            read_start = read_end;
+        }
+        self.cols.truncate(write);
+        self.vals.truncate(write);
+    }
+
+    /// Sorts row `i` by column (rows hold a column at most once, so the order is total).
+    pub fn sort_row(&mut self, i: usize) {
+        let r = self.range(i);
+        let (Some(cols), Some(vals)) = (self.cols.get_mut(r.clone()), self.vals.get_mut(r)) else {
+            return;
+        };
+        let mut pairs: Vec<(u16, T)> = cols.iter().copied().zip(vals.iter().copied()).collect();
+        pairs.sort_by_key(|&(j, _)| j);
+        for ((c, x), (j, v)) in cols.iter_mut().zip(vals.iter_mut()).zip(pairs) {
+            *c = j;
+            *x = v;
+        }
+        if let Some(s) = self.sorted.get_mut(i) {
+            *s = cols.windows(2).all(|w| matches!(w, [a, b] if a < b));
+        }
+    }
+
+    /// One `Vec` per row, for tests and for the output.
+    pub fn to_rows(&self) -> Vec<Vec<(u16, T)>> {
+        (0..self.rows())
+            .map(|i| {
+                let (c, v) = self.row(i);
+                c.iter().copied().zip(v.iter().copied()).collect()
+            })
+            .collect()
+    }
+
+    /// A matrix from one `Vec` per row.
+    pub fn from_rows(rows: &[Vec<(u16, T)>]) -> Self {
+        let mut m = Self::with_capacity(rows.len(), rows.iter().map(Vec::len).sum());
+        for row in rows {
+            for &(j, v) in row {
+                m.push(j, v);
+            }
+            m.end_row();
+        }
+        m
+    }
+}
 
 /// Normalise to sum 1; an all-zero vector stays as it is (`inplace_normalize`).
 pub fn normalize(x: &mut [I32F32]) {
@@ -22,393 +200,189 @@ pub fn normalize(x: &mut [I32F32]) {
     }
 }
 
-/// Divide each row by its sum when the sum is positive (`inplace_row_normalize_sparse`).
-pub fn row_normalize(m: &mut Sparse) {
-    for row in m.iter_mut() {
-        let total = row
-            .iter()
-            .fold(I32F32::ZERO, |acc, &(_, v)| acc.saturating_add(v));
-        if total > I32F32::ZERO {
-            let div = Divider::new(total);
-            for (_, v) in row.iter_mut() {
-                *v = div.safe_div(*v);
-            }
-        }
-    }
-}
-
-/// Row sums (`row_sum_sparse`).
-pub fn row_sums(m: &Sparse) -> Vec<I32F32> {
-    m.iter()
-        .map(|row| {
-            row.iter()
-                .fold(I32F32::ZERO, |acc, &(_, v)| acc.saturating_add(v))
-        })
+/// One divider per column for `inplace_col_normalize_sparse` and friends: `None` where the
+/// divisor is 0 (those entries are left as they are).
+pub fn column_dividers(divisors: &[I32F32]) -> Vec<Option<Divider>> {
+    divisors
+        .iter()
+        .map(|&d| (d != I32F32::ZERO).then(|| Divider::new(d)))
         .collect()
 }
 
-/// Divide each entry by its column sum where that sum is non-zero (`inplace_col_normalize_sparse`).
-pub fn col_normalize(m: &mut Sparse, n: usize) {
-    let mut col_sum = vec![I32F32::ZERO; n];
-    for row in m.iter() {
-        for &(j, v) in row {
-            if let Some(s) = col_sum.get_mut(usize::from(j)) {
+/// Column sums (saturating, like the chain's; entries are non-negative here, so the order of the
+/// additions does not matter).
+pub fn col_sums(m: &Csr<I32F32>, n: usize) -> Vec<I32F32> {
+    let mut out = vec![I32F32::ZERO; n];
+    for i in 0..m.rows() {
+        let (cols, vals) = m.row(i);
+        for (&j, &v) in cols.iter().zip(vals) {
+            if let Some(s) = out.get_mut(usize::from(j)) {
                 *s = s.saturating_add(v);
             }
         }
     }
-    divide_columns(m, &col_sum);
+    out
 }
 
-/// Divides each entry by its column's divisor where that divisor is non-zero.
-fn divide_columns(m: &mut Sparse, divisors: &[I32F32]) {
-    let dividers: Vec<Option<Divider>> = divisors
-        .iter()
-        .map(|&d| (d != I32F32::ZERO).then(|| Divider::new(d)))
-        .collect();
-    for row in m.iter_mut() {
-        for (j, v) in row.iter_mut() {
-            if let Some(Some(div)) = dividers.get(usize::from(*j)) {
+/// Divides each entry by its column's divider where there is one (`inplace_col_normalize_sparse`,
+/// `inplace_col_max_upscale_sparse` after their column pass).
+pub fn divide_columns(m: &mut Csr<I32F32>, dividers: &[Option<Divider>]) {
+    for i in 0..m.rows() {
+        let (cols, vals) = m.row_mut(i);
+        for (&j, v) in cols.iter().zip(vals.iter_mut()) {
+            if let Some(Some(div)) = dividers.get(usize::from(j)) {
                 *v = div.safe_div(*v);
             }
         }
     }
 }
 
-/// Divide each entry by its column maximum where that maximum is non-zero
-/// (`inplace_col_max_upscale_sparse`): the largest bond per column becomes 1.
-pub fn col_max_upscale(m: &mut Sparse, n: usize) {
-    let mut col_max = vec![I32F32::ZERO; n];
-    for row in m.iter() {
-        for &(j, v) in row {
-            if let Some(c) = col_max.get_mut(usize::from(j))
-                && *c < v
-            {
-                *c = v;
-            }
-        }
-    }
-    divide_columns(m, &col_max);
-}
-
-/// `min(W_ij, C_j)`, dropping entries whose clip value is 0 (`col_clip_sparse`).
-pub fn col_clip(m: &Sparse, threshold: &[I32F32]) -> Sparse {
-    m.iter()
-        .map(|row| {
-            row.iter()
-                .filter_map(|&(j, v)| {
-                    let th = threshold.get(usize::from(j)).copied().unwrap_or_default();
-                    if th < v {
-                        (th > I32F32::ZERO).then_some((j, th))
-                    } else {
-                        Some((j, v))
-                    }
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// `r_j = Σ_i s_i · m_ij` (`matmul_sparse`).
-pub fn matmul(m: &Sparse, vector: &[I32F32], n: usize) -> Vec<I32F32> {
-    let mut out = vec![I32F32::ZERO; n];
-    for (row, &scale) in m.iter().zip(vector) {
-        for &(j, v) in row {
-            if let Some(o) = out.get_mut(usize::from(j)) {
-                *o = o.saturating_add(scale.saturating_mul(v));
-            }
-        }
-    }
-    out
-}
-
-/// `d_i = Σ_j m_ij · v_j` (`matmul_transpose_sparse`).
-pub fn matmul_transpose(m: &Sparse, vector: &[I32F32]) -> Vec<I32F32> {
-    m.iter()
-        .map(|row| {
-            row.iter().fold(I32F32::ZERO, |acc, &(j, v)| {
-                let x = vector.get(usize::from(j)).copied().unwrap_or_default();
-                acc.saturating_add(x.saturating_mul(v))
-            })
-        })
-        .collect()
-}
-
-/// `m_ij · s_i`, every entry kept (`row_hadamard_sparse`).
-pub fn row_hadamard(m: &Sparse, vector: &[I32F32]) -> Sparse {
-    m.iter()
-        .zip(vector)
-        .map(|(row, &scale)| {
-            row.iter()
-                .map(|&(j, v)| (j, v.saturating_mul(scale)))
-                .collect()
-        })
-        .collect()
-}
-
-/// Drop entries `(i, j)` where `mask(i_value, vector[j])` (`vec_mask_sparse_matrix` and, with a
-/// constant row value, `scalar_vec_mask_sparse_matrix`).
-pub fn mask_by_column<F>(m: &mut Sparse, row_value: impl Fn(usize) -> u64, vector: &[u64], mask: F)
-where
-    F: Fn(u64, u64) -> bool,
-{
-    for (i, row) in m.iter_mut().enumerate() {
-        let ri = row_value(i);
-        row.retain(|&(j, _)| !mask(ri, vector.get(usize::from(j)).copied().unwrap_or(0)));
-    }
-}
-
-/// Reusable buffers for [`ema_rows`] and friends: a dense row and the list of columns touched,
-/// so each row costs its own entries, not `n`.
-#[derive(Debug)]
-pub struct DenseScratch {
-    values: Vec<I32F32>,
-    touched: Vec<u16>,
-    seen: Vec<bool>,
-}
-
-impl DenseScratch {
-    /// Buffers for rows of `n` columns.
-    pub fn new(n: usize) -> Self {
-        Self {
-            values: vec![I32F32::ZERO; n],
-            touched: Vec::new(),
-            seen: vec![false; n],
-        }
-    }
-
-    fn touch(&mut self, j: u16) {
-        if let Some(s) = self.seen.get_mut(usize::from(j))
-            && !*s
-        {
-            *s = true;
-            self.touched.push(j);
-        }
-    }
-
-    fn add(&mut self, j: u16, v: I32F32) {
-        self.touch(j);
-        if let Some(x) = self.values.get_mut(usize::from(j)) {
-            *x = x.saturating_add(v);
-        }
-    }
-
-    /// Emits `(j, value)` for touched columns in ascending order where `keep(value)`, and clears.
-    fn drain_sorted(&mut self, keep: impl Fn(I32F32) -> bool) -> Vec<(u16, I32F32)> {
-        self.touched.sort_unstable();
-        let mut out = Vec::with_capacity(self.touched.len());
-        for &j in &self.touched {
-            let idx = usize::from(j);
-            if let Some(v) = self.values.get_mut(idx) {
-                if keep(*v) {
-                    out.push((j, *v));
-                }
-                *v = I32F32::ZERO;
-            }
-            if let Some(s) = self.seen.get_mut(idx) {
-                *s = false;
-            }
-        }
-        self.touched.clear();
-        out
-    }
-}
-
-/// `α·new + (1−α)·old` per entry over the union of columns, keeping positive results in column
-/// order (`mat_ema_sparse`).
-pub fn ema_rows(new: &Sparse, old: &Sparse, alpha: I32F32, n: usize) -> Sparse {
-    let one_minus_alpha = I32F32::ONE.saturating_sub(alpha);
-    let mut scratch = DenseScratch::new(n);
-    let empty = Vec::new();
-    new.iter()
-        .enumerate()
-        .map(|(i, new_row)| {
-            let old_row = old.get(i).unwrap_or(&empty);
-            if is_strictly_sorted(new_row) && is_strictly_sorted(old_row) {
-                return merge_ema(new_row, old_row, alpha, one_minus_alpha);
-            }
-            for &(j, v) in new_row {
-                scratch.add(j, alpha.saturating_mul(v));
-            }
-            for &(j, v) in old.get(i).unwrap_or(&empty) {
-                scratch.add(j, one_minus_alpha.saturating_mul(v));
-            }
-            scratch.drain_sorted(|v| v > I32F32::ZERO)
-        })
-        .collect()
-}
-
-/// Whether a row's columns strictly increase (sorted, no repeats).
-pub fn is_strictly_sorted(row: &[(u16, I32F32)]) -> bool {
-    row.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0))
-}
-
-/// [`ema_rows`] for one pair of sorted rows, as a merge: the same sums in the same order
-/// (`0 + α·new + (1−α)·old`), the same positive entries in ascending column order.
-fn merge_ema(
-    new_row: &[(u16, I32F32)],
-    old_row: &[(u16, I32F32)],
-    alpha: I32F32,
-    one_minus_alpha: I32F32,
-) -> Vec<(u16, I32F32)> {
-    let mut out = Vec::with_capacity(new_row.len().max(old_row.len()));
-    let (mut a, mut b) = (new_row.iter().peekable(), old_row.iter().peekable());
-    loop {
-        let (j, val) = match (a.peek(), b.peek()) {
-            (Some(&&(ja, va)), Some(&&(jb, vb))) if ja == jb => {
-                a.next();
-                b.next();
-                let x = I32F32::ZERO.saturating_add(alpha.saturating_mul(va));
-                (ja, x.saturating_add(one_minus_alpha.saturating_mul(vb)))
-            }
-            (Some(&&(ja, va)), Some(&&(jb, _))) if ja < jb => {
-                a.next();
-                (ja, I32F32::ZERO.saturating_add(alpha.saturating_mul(va)))
-            }
-            (Some(_), Some(&&(jb, vb))) | (None, Some(&&(jb, vb))) => {
-                b.next();
-                (
-                    jb,
-                    I32F32::ZERO.saturating_add(one_minus_alpha.saturating_mul(vb)),
-                )
-            }
-            (Some(&&(ja, va)), None) => {
-                a.next();
-                (ja, I32F32::ZERO.saturating_add(alpha.saturating_mul(va)))
-            }
-            (None, None) => break,
-        };
-        if val > I32F32::ZERO {
-            out.push((j, val));
-        }
-    }
-    out
-}
-
-/// `m1 + ratio·(m2 − m1)` over the union of columns, keeping positive results in column order;
-/// `ratio` 0 or 1 return a copy of `m1` or `m2` as they are (`interpolate_sparse`).
-pub fn interpolate<'a>(
-    m1: &'a Sparse,
-    m2: &'a Sparse,
-    n: usize,
-    ratio: I32F32,
-) -> std::borrow::Cow<'a, Sparse> {
-    use std::borrow::Cow;
-    if ratio == I32F32::ZERO {
-        return Cow::Borrowed(m1);
-    }
-    if ratio == I32F32::ONE {
-        return Cow::Borrowed(m2);
-    }
-    let mut a = DenseScratch::new(n);
-    let mut b = vec![I32F32::ZERO; n];
-    let empty = Vec::new();
-    let rows = m1
-        .iter()
-        .enumerate()
-        .map(|(i, row1)| {
-            let row2 = m2.get(i).unwrap_or(&empty);
-            // A later duplicate overwrites an earlier one in the chain's dense rows; rows are
-            // validated duplicate-free, so assignment and addition agree.
-            for &(j, v) in row1 {
-                a.add(j, v);
-            }
-            for &(j, v) in row2 {
-                a.touch(j);
-                if let Some(x) = b.get_mut(usize::from(j)) {
-                    *x = v;
-                }
-            }
-            let mut merged = Vec::with_capacity(a.touched.len());
-            a.touched.sort_unstable();
-            for &j in &a.touched {
-                let idx = usize::from(j);
-                let v1 = a.values.get(idx).copied().unwrap_or_default();
-                let v2 = b.get(idx).copied().unwrap_or_default();
-                let interp = v1.saturating_add(ratio.saturating_mul(v2.saturating_sub(v1)));
-                if interp > I32F32::ZERO {
-                    merged.push((j, interp));
-                }
-                if let Some(x) = b.get_mut(idx) {
-                    *x = I32F32::ZERO;
-                }
-            }
-            let _ = a.drain_sorted(|_| false);
-            merged
-        })
-        .collect();
-    Cow::Owned(rows)
-}
-
-/// Reusable buffers for [`weighted_median`]: `(score, stake)` pairs, kept in index order.
-#[derive(Debug, Default)]
-struct MedianScratch {
-    current: Vec<(I32F32, I32F32)>,
-    lower: Vec<(I32F32, I32F32)>,
-    upper: Vec<(I32F32, I32F32)>,
-}
-
-/// Stake-weighted quantile by mid-pivot partition, step for step as `math.rs::weighted_median`:
-/// the pivot is the middle of the current partition (in index order), ties with the pivot leave,
-/// and the search goes to the lower or upper part depending on where `minority` falls. The
-/// partitions hold `(score, stake)` pairs in the order the chain's index lists would, so the
-/// pivots, and therefore the result, are the same.
-fn weighted_median(
+/// Steps 7-10 over the weight matrix in one pass: clip each weight to its column's consensus,
+/// sum what survives per row (validator trust) and per column weighted by stake (incentive, not
+/// yet normalised), and turn the weights into the weights for bonds in place.
+///
+/// The chain builds the clipped matrix (`col_clip_sparse`, which drops entries clipped to 0), then
+/// `row_sum_sparse`, `matmul_sparse` and `interpolate_sparse(W, clipped, β)`; every one of them
+/// reads the same entries, so one pass gives the same sums. Weights for bonds are `W` itself for
+/// `β = 0`, the clipped matrix (in the stored order) for `β = 1`, and otherwise
+/// `W + β·(clipped − W)` over `W`'s columns (clipped ones hold a subset), positive entries only,
+/// in column order.
+pub fn clip_score_and_blend(
+    w: &mut Csr<I32F32>,
+    consensus: &[I32F32],
     stake: &[I32F32],
-    score: &[I32F32],
-    minority: I32F32,
-    mut partition_lo: I32F32,
-    mut partition_hi: I32F32,
-    s: &mut MedianScratch,
-) -> I32F32 {
-    if stake.len() != score.len() {
-        return I32F32::ZERO;
-    }
-    s.current.clear();
-    s.current
-        .extend(score.iter().copied().zip(stake.iter().copied()));
-    let iteration_limit = stake.len();
-    let mut iterations = 0usize;
-    loop {
-        let len = s.current.len();
-        if len <= 1 {
-            return s.current.first().map_or(I32F32::ZERO, |&(v, _)| v);
+    beta: I32F32,
+    n: usize,
+) -> (Vec<I32F32>, Vec<I32F32>) {
+    let mut trust = vec![I32F32::ZERO; w.rows()];
+    let mut incentive = vec![I32F32::ZERO; n];
+    let clip = |j: u16, v: I32F32| {
+        let th = consensus.get(usize::from(j)).copied().unwrap_or_default();
+        if th < v {
+            (th > I32F32::ZERO).then_some(th)
+        } else {
+            Some(v)
         }
-        let pivot = s.current.get(len / 2).map_or(I32F32::ZERO, |&(v, _)| v);
-        let mut lo_stake = I32F32::ZERO;
-        let mut hi_stake = I32F32::ZERO;
-        s.lower.clear();
-        s.upper.clear();
-        for &(v, st) in &s.current {
-            if v < pivot {
-                lo_stake = lo_stake.saturating_add(st);
-                s.lower.push((v, st));
-            } else if v > pivot {
-                hi_stake = hi_stake.saturating_add(st);
-                s.upper.push((v, st));
+    };
+    w.filter_map_in_place(|i, j, v| {
+        let clipped = clip(j, v);
+        if let Some(c) = clipped {
+            let scale = stake.get(i).copied();
+            if let Some(t) = trust.get_mut(i) {
+                *t = t.saturating_add(c);
+            }
+            if let (Some(s), Some(o)) = (scale, incentive.get_mut(usize::from(j))) {
+                *o = o.saturating_add(s.saturating_mul(c));
             }
         }
-        if minority < partition_lo.saturating_add(lo_stake) && !s.lower.is_empty() {
-            std::mem::swap(&mut s.current, &mut s.lower);
-            partition_hi = partition_lo.saturating_add(lo_stake);
-        } else if partition_hi.saturating_sub(hi_stake) <= minority && !s.upper.is_empty() {
-            std::mem::swap(&mut s.current, &mut s.upper);
-            partition_lo = partition_hi.saturating_sub(hi_stake);
+        if beta == I32F32::ZERO {
+            Some(v)
+        } else if beta == I32F32::ONE {
+            clipped
         } else {
-            return pivot;
+            let c = clipped.unwrap_or_default();
+            let interp = v.saturating_add(beta.saturating_mul(c.saturating_sub(v)));
+            (interp > I32F32::ZERO).then_some(interp)
         }
-        iterations += 1;
-        if iterations > iteration_limit {
-            return I32F32::ZERO;
+    });
+    if beta != I32F32::ZERO && beta != I32F32::ONE {
+        for i in 0..w.rows() {
+            if !w.is_sorted(i) {
+                w.sort_row(i);
+            }
         }
     }
+    (trust, incentive)
+}
+
+/// The stake-weighted `minority` quantile of `score`, exactly as `math.rs::weighted_median`
+/// returns it, without its partition search.
+///
+/// The chain picks the middle element (in index order) as pivot, moves to the lower part when
+/// `minority < lo + stake(< pivot)`, to the upper part when `hi − stake(> pivot) ≤ minority`, and
+/// otherwise returns the pivot, starting from `lo = 0`, `hi = Σ stake`. Keeping ties with the pivot
+/// out of both parts means every partition holds all entries whose score lies in a range of
+/// distinct values, with `lo` and `hi` the stake below it and up to its top. So the search always
+/// ends on the same value, whatever the pivots: the smallest score `v` whose cumulative stake
+/// `C(≤ v)` exceeds `minority`, or the largest score when none does (when one distinct value is
+/// left the search returns it, and each step keeps the answer inside the part it moves to). The
+/// sums are exact: the stakes are normalised, so no partial sum comes near saturation.
+///
+/// That value is found by bucketing the scores by their top bits between the column's minimum and
+/// maximum, summing stake per bucket, and resolving only the bucket where the cumulative stake
+/// crosses `minority`: a few linear passes over the column instead of a chain of partitions.
+fn weighted_quantile(
+    score: &[I32F32],
+    stake: &[I32F32],
+    minority: I32F32,
+    candidates: &mut Vec<(i64, i64)>,
+) -> I32F32 {
+    const BUCKET_BITS: u32 = 6;
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    for s in score {
+        lo = lo.min(s.to_bits());
+        hi = hi.max(s.to_bits());
+    }
+    if lo >= hi {
+        // One distinct value (or none: the chain returns 0 for an empty column).
+        return if score.is_empty() {
+            I32F32::ZERO
+        } else {
+            I32F32::from_bits(lo)
+        };
+    }
+    let span = hi.wrapping_sub(lo) as u64;
+    let shift = (u64::BITS - span.leading_zeros()).saturating_sub(BUCKET_BITS);
+    let bucket = |s: i64| ((s.wrapping_sub(lo) as u64) >> shift) as usize;
+    let mut mass = [0i128; 1 << BUCKET_BITS];
+    for (s, st) in score.iter().zip(stake) {
+        if let Some(m) = mass.get_mut(bucket(s.to_bits())) {
+            *m += i128::from(st.to_bits());
+        }
+    }
+    let minority = i128::from(minority.to_bits());
+    let mut below = 0i128;
+    let mut crossing = None;
+    for (b, &m) in mass.iter().enumerate() {
+        if below + m > minority {
+            crossing = Some(b);
+            break;
+        }
+        below += m;
+    }
+    let Some(b) = crossing else {
+        return I32F32::from_bits(hi);
+    };
+    candidates.clear();
+    candidates.extend(
+        score
+            .iter()
+            .zip(stake)
+            .filter(|(s, _)| bucket(s.to_bits()) == b)
+            .map(|(s, st)| (s.to_bits(), st.to_bits())),
+    );
+    candidates.sort_unstable();
+    let mut k = 0;
+    while let Some(&(v, _)) = candidates.get(k) {
+        while let Some(&(u, st)) = candidates.get(k)
+            && u == v
+        {
+            below += i128::from(st);
+            k += 1;
+        }
+        if below > minority {
+            return I32F32::from_bits(v);
+        }
+    }
+    // Unreachable: the bucket's stake crosses `minority`. Fall back to the largest score.
+    I32F32::from_bits(hi)
 }
 
 /// Consensus per column: the stake-weighted `(1 − κ)` quantile of the weights of validators with
 /// positive stake, their stake renormalised among themselves (`weighted_median_col_sparse`).
 pub fn weighted_median_cols(
     stake: &[I32F32],
-    weights: &Sparse,
+    weights: &Csr<I32F32>,
     n: usize,
     majority: I32F32,
 ) -> Vec<I32F32> {
@@ -420,54 +394,58 @@ pub fn weighted_median_cols(
     normalize(&mut use_stake);
     let stake_sum = sum(&use_stake);
     let minority = stake_sum.saturating_sub(majority);
-    let voters = use_stake.len();
-
-    // Each voter's row, sorted by column (a copy only where the stored row is not). Rows hold a
-    // uid at most once, so order within a row does not change which value a column sees.
-    let rows: Vec<std::borrow::Cow<'_, [(u16, I32F32)]>> = stake
+    let voters: Vec<usize> = stake
         .iter()
-        .zip(weights)
-        .filter(|(s, _)| **s > I32F32::ZERO)
-        .map(|(_, row)| {
-            if row.windows(2).all(|w| matches!(w, [a, b] if a.0 < b.0)) {
-                std::borrow::Cow::Borrowed(row.as_slice())
-            } else {
-                let mut sorted = row.clone();
-                sorted.sort_unstable_by_key(|&(j, _)| j);
-                std::borrow::Cow::Owned(sorted)
+        .enumerate()
+        .filter(|(_, s)| **s > I32F32::ZERO)
+        .map(|(i, _)| i)
+        .collect();
+
+    // Each voter's row sorted by column: a copy only where the stored row is not. Rows hold a uid
+    // at most once, so the order within a row does not change which value a column sees.
+    let mut sorted_copies = Csr::with_capacity(0, 0);
+    let mut copy_of = vec![None; voters.len()];
+    for (v, &i) in voters.iter().enumerate() {
+        if !weights.is_sorted(i) {
+            let (c, x) = weights.row(i);
+            let mut pairs: Vec<(u16, I32F32)> = c.iter().copied().zip(x.iter().copied()).collect();
+            pairs.sort_unstable_by_key(|&(j, _)| j);
+            for (j, x) in pairs {
+                sorted_copies.push(j, x);
             }
+            sorted_copies.end_row();
+            if let Some(slot) = copy_of.get_mut(v) {
+                *slot = Some(sorted_copies.rows() - 1);
+            }
+        }
+    }
+    let rows: Vec<(&[u16], &[I32F32])> = voters
+        .iter()
+        .zip(&copy_of)
+        .map(|(&i, copy)| match copy {
+            Some(k) => sorted_copies.row(*k),
+            None => weights.row(i),
         })
         .collect();
 
     // Walk the columns in order with one cursor per voter, filling that column's scores.
-    let mut cursors = vec![0usize; voters];
-    let mut score = vec![I32F32::ZERO; voters];
-    let mut scratch = MedianScratch::default();
+    let mut cursors = vec![0usize; rows.len()];
+    let mut score = vec![I32F32::ZERO; rows.len()];
+    let mut candidates = Vec::new();
     (0..n)
         .map(|c| {
-            let mut any = false;
-            for ((row, cursor), cell) in rows.iter().zip(cursors.iter_mut()).zip(score.iter_mut()) {
-                match row.get(*cursor) {
-                    Some(&(j, v)) if usize::from(j) == c => {
+            for (((cols, vals), cursor), cell) in
+                rows.iter().zip(cursors.iter_mut()).zip(score.iter_mut())
+            {
+                match (cols.get(*cursor), vals.get(*cursor)) {
+                    (Some(&j), Some(&v)) if usize::from(j) == c => {
                         *cell = v;
                         *cursor += 1;
-                        any |= v != I32F32::ZERO;
                     }
                     _ => *cell = I32F32::ZERO,
                 }
             }
-            if !any {
-                // Every voter scores 0: the partition search returns its pivot, 0.
-                return I32F32::ZERO;
-            }
-            weighted_median(
-                &use_stake,
-                &score,
-                minority,
-                I32F32::ZERO,
-                stake_sum,
-                &mut scratch,
-            )
+            weighted_quantile(&score, &use_stake, minority, &mut candidates)
         })
         .collect()
 }
@@ -480,21 +458,27 @@ mod tests {
         I32F32::from_bits((x * 4_294_967_296.0).round() as i64)
     }
 
+    type Rows = Vec<Vec<(u16, I32F32)>>;
+
+    fn median(stake: &[I32F32], rows: &Rows, n: usize, kappa: I32F32) -> Vec<I32F32> {
+        weighted_median_cols(stake, &Csr::from_rows(rows), n, kappa)
+    }
+
     #[test]
     fn median_is_largest_weight_supported_by_kappa() {
         // Three equal voters scoring 0.1, 0.5, 0.9: the median is 0.5.
         let stake = vec![fx(1.0 / 3.0); 3];
-        let w: Sparse = vec![vec![(0, fx(0.1))], vec![(0, fx(0.5))], vec![(0, fx(0.9))]];
-        let c = weighted_median_cols(&stake, &w, 1, I32F32::from_u16_proportion(32767));
+        let w: Rows = vec![vec![(0, fx(0.1))], vec![(0, fx(0.5))], vec![(0, fx(0.9))]];
+        let c = median(&stake, &w, 1, I32F32::from_u16_proportion(32767));
         assert_eq!(c, vec![fx(0.5)]);
         // A 0.8 majority voting 0.9 wins.
         let stake = vec![fx(0.1), fx(0.1), fx(0.8)];
-        let c = weighted_median_cols(&stake, &w, 1, I32F32::from_u16_proportion(32767));
+        let c = median(&stake, &w, 1, I32F32::from_u16_proportion(32767));
         assert_eq!(c, vec![fx(0.9)]);
     }
 
-    /// The partition search written plainly over an index list, the way the spec describes it:
-    /// an independent check of the pair-based version used above.
+    /// The chain's partition search written plainly over an index list, the way the spec
+    /// describes it: an independent check of the bucketed quantile used above.
     fn reference_median(
         stake: &[I32F32],
         score: &[I32F32],
@@ -549,10 +533,12 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        for _ in 0..3000 {
-            let voters = (next() % 9) as usize;
+        for round in 0..6000 {
+            let voters = (next() % if round % 2 == 0 { 9 } else { 200 }) as usize;
             let n = 1 + (next() % 5) as usize;
-            // Few distinct values so ties are common; some stakes tiny enough to normalise to 0.
+            // Few distinct values so ties are common, or spread values so buckets split; some
+            // stakes tiny enough to normalise to 0.
+            let spread = next() % 3;
             let stake: Vec<I32F32> = (0..voters)
                 .map(|_| match next() % 4 {
                     0 => I32F32::ZERO,
@@ -560,18 +546,26 @@ mod tests {
                     _ => I32F32::from_bits((next() % 1000) as i64 * 1_000_000),
                 })
                 .collect();
-            let mut weights: Sparse = Vec::with_capacity(voters);
+            let mut weights: Rows = Vec::with_capacity(voters);
             for _ in 0..voters {
                 let mut row = Vec::new();
                 for j in 0..n as u16 {
                     if next() % 3 != 0 {
-                        row.push((j, I32F32::from_bits((next() % 4) as i64 * 0x4000_0000)));
+                        let bits = match spread {
+                            0 => (next() % 4) as i64 * 0x4000_0000,
+                            1 => (next() % (1 << 33)) as i64,
+                            _ => (next() % 70) as i64 * 0x100_0000 + (next() % 3) as i64,
+                        };
+                        row.push((j, I32F32::from_bits(bits)));
                     }
+                }
+                if next() % 4 == 0 {
+                    row.reverse();
                 }
                 weights.push(row);
             }
             let kappa = I32F32::from_u16_proportion((next() % 65536) as u16);
-            let got = weighted_median_cols(&stake, &weights, n, kappa);
+            let got = median(&stake, &weights, n, kappa);
 
             let mut use_stake: Vec<I32F32> = stake
                 .iter()
@@ -604,7 +598,7 @@ mod tests {
     #[test]
     fn median_ignores_the_order_of_entries_within_a_row() {
         let stake = vec![fx(0.2), fx(0.3), fx(0.5)];
-        let sorted: Sparse = vec![
+        let sorted: Rows = vec![
             vec![(0, fx(0.1)), (1, fx(0.6)), (2, fx(0.3))],
             vec![(1, fx(0.2)), (2, fx(0.8))],
             vec![(0, fx(0.7)), (2, fx(0.3))],
@@ -614,70 +608,57 @@ mod tests {
             row.reverse();
         }
         let kappa = I32F32::from_u16_proportion(32767);
-        let a = weighted_median_cols(&stake, &sorted, 3, kappa);
-        assert_eq!(a, weighted_median_cols(&stake, &shuffled, 3, kappa));
+        let a = median(&stake, &sorted, 3, kappa);
+        assert_eq!(a, median(&stake, &shuffled, 3, kappa));
         // Column 2: 0.3 (stake 0.7 together) vs 0.8 (0.3): the median is 0.3.
         assert_eq!(a[2], fx(0.3));
     }
 
     #[test]
-    fn clip_drops_entries_clipped_to_zero() {
-        let w: Sparse = vec![vec![(0, fx(0.5)), (1, fx(0.5))]];
-        let clipped = col_clip(&w, &[fx(0.25), I32F32::ZERO]);
-        assert_eq!(clipped, vec![vec![(0, fx(0.25))]]);
+    fn clip_drops_entries_clipped_to_zero_and_keeps_the_rest_in_order() {
+        let mut w = Csr::from_rows(&[vec![(1, fx(0.5)), (0, fx(0.5))]]);
+        let (trust, incentive) = clip_score_and_blend(
+            &mut w,
+            &[fx(0.25), I32F32::ZERO],
+            &[I32F32::ONE],
+            I32F32::ONE,
+            2,
+        );
+        assert_eq!(w.to_rows(), vec![vec![(0, fx(0.25))]]);
+        assert_eq!(trust, vec![fx(0.25)]);
+        assert_eq!(incentive, vec![fx(0.25), I32F32::ZERO]);
     }
 
     #[test]
-    fn ema_rows_unions_columns_in_order() {
-        let new: Sparse = vec![vec![(2, I32F32::ONE)]];
-        let old: Sparse = vec![vec![(0, I32F32::ONE)]];
-        let out = ema_rows(&new, &old, I32F32::HALF, 3);
-        assert_eq!(out, vec![vec![(0, I32F32::HALF), (2, I32F32::HALF)]]);
-    }
-
-    #[test]
-    fn ema_merge_matches_the_dense_accumulation() {
-        let mut seed = 0x1234_5678_9ABC_DEF1u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
+    fn blending_keeps_endpoints_verbatim_and_sorts_in_between() {
+        let rows = vec![vec![(1, fx(0.5)), (0, fx(0.5))]];
+        let consensus = [fx(0.25), fx(1.0)];
+        let blend = |beta: I32F32| {
+            let mut w = Csr::from_rows(&rows);
+            clip_score_and_blend(&mut w, &consensus, &[I32F32::ONE], beta, 2);
+            w.to_rows()
         };
-        for _ in 0..500 {
-            let n = 1 + (next() % 12) as usize;
-            let mut rows = [Vec::new(), Vec::new()];
-            for row in rows.iter_mut() {
-                for j in 0..n as u16 {
-                    if next() % 2 == 0 {
-                        row.push((j, I32F32::from_bits((next() % (1 << 33)) as i64)));
-                    }
-                }
-            }
-            let alpha = I32F32::from_bits((next() % (1 << 32)) as i64);
-            let merged = ema_rows(&vec![rows[0].clone()], &vec![rows[1].clone()], alpha, n);
-            // Reversing the rows forces the dense path; its output is in column order too.
-            let mut reversed = rows.clone();
-            reversed.iter_mut().for_each(|r| r.reverse());
-            let dense = ema_rows(
-                &vec![reversed[0].clone()],
-                &vec![reversed[1].clone()],
-                alpha,
-                n,
-            );
-            if rows[0].len() > 1 || rows[1].len() > 1 {
-                assert_eq!(merged, dense);
-            }
-        }
+        assert_eq!(blend(I32F32::ZERO), rows);
+        assert_eq!(blend(I32F32::ONE), vec![vec![(1, fx(0.5)), (0, fx(0.25))]]);
+        assert_eq!(
+            blend(I32F32::HALF),
+            vec![vec![(0, fx(0.375)), (1, fx(0.5))]]
+        );
     }
 
     #[test]
-    fn interpolate_keeps_endpoints_verbatim() {
-        let a: Sparse = vec![vec![(1, fx(0.5)), (0, fx(0.5))]];
-        let b: Sparse = vec![vec![(0, fx(0.25))]];
-        assert_eq!(*interpolate(&a, &b, 2, I32F32::ZERO), a);
-        assert_eq!(*interpolate(&a, &b, 2, I32F32::ONE), b);
-        let mid = interpolate(&a, &b, 2, I32F32::HALF);
-        assert_eq!(*mid, vec![vec![(0, fx(0.375)), (1, fx(0.25))]]);
+    fn filter_map_in_place_compacts_rows_and_tracks_order() {
+        let mut m = Csr::from_rows(&[
+            vec![(3, 1u16), (1, 2), (4, 3)],
+            vec![],
+            vec![(0, 4), (2, 5)],
+        ]);
+        assert!(!m.is_sorted(0));
+        m.filter_map_in_place(|_, j, v| (j != 1).then_some(v * 10));
+        assert_eq!(
+            m.to_rows(),
+            vec![vec![(3, 10), (4, 30)], vec![], vec![(0, 40), (2, 50)]]
+        );
+        assert!(m.is_sorted(0) && m.is_sorted(2));
     }
 }
