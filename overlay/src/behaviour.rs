@@ -8,8 +8,14 @@
 use crate::codec::{QUERY_PROTOCOL, QueryCodec};
 use crate::config::{Config, KadMode};
 use crate::error::OverlayError;
-use libp2p::swarm::NetworkBehaviour;
+use libp2p::core::Endpoint;
+use libp2p::core::transport::PortUse;
 use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{
+    ConnectionDenied, ConnectionId, FromSwarm, NetworkBehaviour, THandler, THandlerInEvent,
+    THandlerOutEvent, ToSwarm,
+};
+use libp2p::{Multiaddr, PeerId};
 use libp2p::{
     StreamProtocol, Swarm, autonat, connection_limits, dcutr, gossipsub, identify, identity, kad,
     noise, ping, relay, request_response, tcp, yamux,
@@ -37,7 +43,7 @@ pub struct Behaviour {
     /// Adverts and open-call announcements.
     pub gossipsub: gossipsub::Behaviour,
     /// `/agora/query/1`: queries, offers and answers.
-    pub query: request_response::Behaviour<QueryCodec>,
+    pub query: QueryBehaviour,
     /// Are we publicly reachable? Also answers others' probes.
     pub autonat: autonat::Behaviour,
     /// Relay server (bootstrap nodes only).
@@ -51,6 +57,142 @@ pub struct Behaviour {
 impl std::fmt::Debug for Behaviour {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Behaviour").finish_non_exhaustive()
+    }
+}
+
+/// `/agora/query/1`'s request-response behaviour, telling the codec which peer each connection
+/// belongs to.
+///
+/// libp2p gives a connection's handler a clone of the behaviour's codec and never tells the codec
+/// whose connection it is; the inbound limits are per peer. So this names the peer to the codec
+/// just before the inner behaviour makes the handler (and clones the codec), and clears it after.
+/// Everything else is the inner behaviour's, reachable through `Deref`.
+pub struct QueryBehaviour {
+    inner: request_response::Behaviour<QueryCodec>,
+    /// Shares its counters with every clone in every handler.
+    codec: QueryCodec,
+}
+
+impl std::fmt::Debug for QueryBehaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryBehaviour")
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueryBehaviour {
+    /// Bytes of inbound request frames held now (see [`crate::config::InboundLimits`]).
+    pub fn inbound_held_bytes(&self) -> usize {
+        self.codec.held_bytes()
+    }
+
+    /// The most bytes of inbound request frames held at once so far.
+    pub fn inbound_peak_bytes(&self) -> usize {
+        self.codec.peak_bytes()
+    }
+}
+
+impl std::ops::Deref for QueryBehaviour {
+    type Target = request_response::Behaviour<QueryCodec>;
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for QueryBehaviour {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
+}
+
+impl NetworkBehaviour for QueryBehaviour {
+    type ConnectionHandler =
+        <request_response::Behaviour<QueryCodec> as NetworkBehaviour>::ConnectionHandler;
+    type ToSwarm = <request_response::Behaviour<QueryCodec> as NetworkBehaviour>::ToSwarm;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.inner
+            .handle_pending_inbound_connection(connection_id, local_addr, remote_addr)
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        local_addr: &Multiaddr,
+        remote_addr: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.codec.for_next_connection(Some(peer));
+        let handler = self.inner.handle_established_inbound_connection(
+            connection_id,
+            peer,
+            local_addr,
+            remote_addr,
+        );
+        self.codec.for_next_connection(None);
+        handler
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        maybe_peer: Option<PeerId>,
+        addresses: &[Multiaddr],
+        effective_role: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        self.inner.handle_pending_outbound_connection(
+            connection_id,
+            maybe_peer,
+            addresses,
+            effective_role,
+        )
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        connection_id: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        role_override: Endpoint,
+        port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.codec.for_next_connection(Some(peer));
+        let handler = self.inner.handle_established_outbound_connection(
+            connection_id,
+            peer,
+            addr,
+            role_override,
+            port_use,
+        );
+        self.codec.for_next_connection(None);
+        handler
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        self.inner.on_swarm_event(event);
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer_id: PeerId,
+        connection_id: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        self.inner
+            .on_connection_handler_event(peer_id, connection_id, event);
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<ToSwarm<Self::ToSwarm, THandlerInEvent<Self>>> {
+        self.inner.poll(cx)
     }
 }
 
@@ -179,13 +321,17 @@ impl Behaviour {
             KadMode::Auto | KadMode::Client => kad::Mode::Client,
         }));
 
-        let query = request_response::Behaviour::with_codec(
-            QueryCodec,
-            [(QUERY_PROTOCOL, request_response::ProtocolSupport::Full)],
-            request_response::Config::default()
-                .with_request_timeout(config.request_timeout)
-                .with_max_concurrent_streams(256),
-        );
+        let codec = QueryCodec::new(config.inbound.clone());
+        let query = QueryBehaviour {
+            inner: request_response::Behaviour::with_codec(
+                codec.clone(),
+                [(QUERY_PROTOCOL, request_response::ProtocolSupport::Full)],
+                request_response::Config::default()
+                    .with_request_timeout(config.request_timeout)
+                    .with_max_concurrent_streams(256),
+            ),
+            codec,
+        };
 
         let autonat = autonat::Behaviour::new(
             peer_id,

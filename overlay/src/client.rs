@@ -50,9 +50,13 @@ impl Event {
     }
 }
 
-/// The channel an inbound query is answered on.
+/// The channel an inbound query is answered on. It holds the request's charge against the inbound
+/// byte limits ([`crate::InboundLimits`]) until the answer is sent or the reply dropped.
 #[derive(Debug)]
-pub struct QueryReply(pub(crate) ResponseChannel<QueryWireResponse>);
+pub struct QueryReply {
+    pub(crate) channel: ResponseChannel<QueryWireResponse>,
+    pub(crate) permit: Option<crate::codec::InboundPermit>,
+}
 
 /// One peer as this node knows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -92,6 +96,13 @@ pub struct NodeStatus {
     pub providers: usize,
     /// Relays holding a reservation for us.
     pub relays: Vec<String>,
+    /// Bytes of inbound request frames held now, read and not yet answered (bounded by
+    /// [`crate::InboundLimits::budget_bytes`]).
+    #[serde(default)]
+    pub inbound_bytes_held: usize,
+    /// The most bytes of inbound request frames held at once since the node started.
+    #[serde(default)]
+    pub inbound_bytes_peak: usize,
 }
 
 #[derive(Debug)]

@@ -83,6 +83,60 @@ impl Default for RelayServerLimits {
     }
 }
 
+/// Limits on the bytes of inbound request frames, for the whole process and per peer.
+///
+/// Counts alone do not bound memory when one frame may be 4 MiB: 256 queued requests of that size
+/// are a gigabyte. So every inbound frame is charged by its length, read from its 4-byte prefix
+/// before a payload byte is read or allocated (`crate::codec::QueryCodec`), and its bytes stay
+/// charged until the request is answered or dropped. A frame refused here costs its sender a stream
+/// and us four bytes of reading (or, for a small frame, reading it into a fixed scratch buffer so
+/// that the refusal can be answered properly).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundLimits {
+    /// Most bytes of inbound request frames held at once by the whole process, from reading until
+    /// the request is answered. Past it, new frames are refused `Busy`. 64 MiB: sixteen of the
+    /// largest frames, a few times what one provider's model can consume in the time a frame
+    /// waits; memory held by a flood stays a small multiple of it (a frame is decoded into a copy).
+    pub budget_bytes: usize,
+    /// Frames up to this size are "small": they may use the reserve below, and when refused they
+    /// are read (into a fixed scratch buffer, not kept) and answered with the reason, so an honest
+    /// client learns to retry. Larger refused frames are not read: their stream is dropped. 64 KiB
+    /// holds every ordinary query and settlement.
+    pub small_frame_bytes: usize,
+    /// Part of [`InboundLimits::budget_bytes`] only small frames may use, so that a flood of large
+    /// frames cannot take all of it from peers sending ordinary queries.
+    pub small_reserve_bytes: usize,
+    /// Bytes of inbound frames one peer may send per second, sustained (a token bucket filled at
+    /// this rate). 2 MiB/s is far above an embedding client's need and lets a large generation
+    /// prompt through now and then.
+    pub peer_bytes_per_sec: u64,
+    /// Size of a peer's byte bucket: what it may send in a burst. It must hold the largest frame
+    /// ([`agora_protocols::query::MAX_WIRE_REQUEST_LEN`]) or no frame that large ever passes; two
+    /// of them.
+    pub peer_burst_bytes: u64,
+    /// Most inbound requests one peer may have open at once, over all its connections (read and
+    /// not yet answered). Past it: `RateLimited`. libp2p's own cap (256 streams a connection,
+    /// outbound ones included) stays as a backstop.
+    pub max_streams_per_peer: usize,
+    /// Most peers whose byte buckets are remembered; past it, the one idle longest is forgotten.
+    pub max_tracked_peers: usize,
+}
+
+impl Default for InboundLimits {
+    fn default() -> Self {
+        let largest = agora_protocols::query::MAX_WIRE_REQUEST_LEN as u64;
+        Self {
+            budget_bytes: 64 * 1024 * 1024,
+            small_frame_bytes: 64 * 1024,
+            small_reserve_bytes: 8 * 1024 * 1024,
+            peer_bytes_per_sec: 2 * 1024 * 1024,
+            peer_burst_bytes: 2 * largest,
+            max_streams_per_peer: 16,
+            max_tracked_peers: 4096,
+        }
+    }
+}
+
 /// One model offered on one subnet, as advertised and as matched against open calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubnetOffer {
@@ -150,6 +204,9 @@ pub struct Config {
     pub max_established_per_peer: u32,
     /// Most connections being set up at once, each direction.
     pub max_pending_connections: u32,
+    /// What inbound `/agora/query/1` frames may cost in bytes, checked from each frame's length
+    /// prefix before its payload is read (see [`InboundLimits`]).
+    pub inbound: InboundLimits,
     /// Whether gossipsub exempts 127.0.0.1/::1 from its IP colocation penalty (loopback meshes put
     /// every peer on one IP, and the penalty would push the mesh's own peers out).
     pub exempt_loopback_from_colocation: bool,
@@ -189,6 +246,7 @@ impl Default for Config {
             max_established: 512,
             max_established_per_peer: 4,
             max_pending_connections: 128,
+            inbound: InboundLimits::default(),
             exempt_loopback_from_colocation: true,
             max_gossip_len: 64 * 1024,
             agent_version: format!("agora/{}", env!("CARGO_PKG_VERSION")),

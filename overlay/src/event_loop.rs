@@ -6,6 +6,7 @@
 
 use crate::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use crate::client::{Command, Event, NodeStatus, PeerRow, QueryReply};
+use crate::codec::QueryFrame;
 use crate::config::{Config, KadMode, RelayMode, SubnetOffer};
 use crate::error::OverlayError;
 use crate::metrics::OverlayMetrics;
@@ -325,7 +326,7 @@ impl EventLoop {
                             .swarm
                             .behaviour_mut()
                             .query
-                            .send_request(&peer, QueryWireRequest::Settle(bytes));
+                            .send_request(&peer, QueryWireRequest::Settle(bytes).into());
                         self.pending_requests.insert(id, Pending::Settle { tx });
                     }
                     Err(e) => {
@@ -334,15 +335,18 @@ impl EventLoop {
                 }
             }
             Command::Respond { reply, response } => {
+                let QueryReply { channel, permit } = reply;
                 if self
                     .swarm
                     .behaviour_mut()
                     .query
-                    .send_response(reply.0, *response)
+                    .send_response(channel, *response)
                     .is_err()
                 {
                     tracing::debug!("the client went away before the answer was sent");
                 }
+                // Answered: the request's bytes no longer count against the inbound limits.
+                drop(permit);
             }
         }
     }
@@ -363,7 +367,7 @@ impl EventLoop {
             .swarm
             .behaviour_mut()
             .query
-            .send_request(&peer, QueryWireRequest::Query(bytes));
+            .send_request(&peer, QueryWireRequest::Query(bytes).into());
         self.pending_requests
             .insert(id, Pending::Query { request, tx });
     }
@@ -815,19 +819,31 @@ impl EventLoop {
             .swarm
             .behaviour_mut()
             .query
-            .send_request(&client, QueryWireRequest::Offer(bytes));
+            .send_request(&client, QueryWireRequest::Offer(bytes).into());
         self.pending_requests.insert(id, Pending::Offer);
     }
 
-    fn on_query_event(
-        &mut self,
-        event: request_response::Event<QueryWireRequest, QueryWireResponse>,
-    ) {
+    fn on_query_event(&mut self, event: request_response::Event<QueryFrame, QueryWireResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request {
                     request, channel, ..
-                } => self.on_inbound_request(peer, request, channel),
+                } => match request {
+                    QueryFrame::Request { request, permit } => {
+                        self.on_inbound_request(peer, request, QueryReply { channel, permit });
+                    }
+                    QueryFrame::Refused(refusal) => {
+                        tracing::debug!(%peer, reason = %refusal.message, "inbound frame refused");
+                        if let Some(m) = &self.overlay_metrics {
+                            m.inbound_refused("frame", refusal.kind);
+                        }
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .query
+                            .send_response(channel, QueryWireResponse::Error(refusal));
+                    }
+                },
                 request_response::Message::Response {
                     request_id,
                     response,
@@ -878,19 +894,17 @@ impl EventLoop {
         }
     }
 
-    fn on_inbound_request(
-        &mut self,
-        peer: PeerId,
-        request: QueryWireRequest,
-        channel: ResponseChannel<QueryWireResponse>,
-    ) {
+    /// Checks an inbound request and hands it on. `reply` holds the request's charge against the
+    /// inbound byte limits: it travels with the request to the application, or is released here
+    /// with the refusal.
+    fn on_inbound_request(&mut self, peer: PeerId, request: QueryWireRequest, reply: QueryReply) {
         let response = match request {
             QueryWireRequest::Query(bytes) => match check_inbound_query(&peer, &bytes, now_ms()) {
                 Ok(request) => {
                     let event = Event::InboundQuery {
                         peer,
                         request: Box::new(request),
-                        reply: QueryReply(channel),
+                        reply,
                     };
                     self.deliver(event);
                     return;
@@ -908,7 +922,7 @@ impl EventLoop {
                         let event = Event::InboundSettle {
                             peer,
                             receipt: Box::new(receipt),
-                            reply: QueryReply(channel),
+                            reply,
                         };
                         self.deliver(event);
                         return;
@@ -926,7 +940,9 @@ impl EventLoop {
                     if let Some(call) = self.open_calls.get_mut(&call) {
                         // Held until the window closes; the award goes back on this channel.
                         if let Ok(offer) = Signed::<Offer>::from_bytes(&bytes) {
-                            call.offers.push((peer, offer.into_value(), channel));
+                            // An offer is a few hundred bytes, and at most
+                            // `max_offers_per_call` are held: its charge can go now.
+                            call.offers.push((peer, offer.into_value(), reply.channel));
                             return;
                         }
                     }
@@ -944,7 +960,7 @@ impl EventLoop {
             .swarm
             .behaviour_mut()
             .query
-            .send_response(channel, response);
+            .send_response(reply.channel, response);
     }
 
     /// Hands an inbound request to the application, or answers `Busy` at once when its queue is full
@@ -965,7 +981,7 @@ impl EventLoop {
             m.inbound_refused(request, QueryErrorKind::Busy);
         }
         let _ = self.swarm.behaviour_mut().query.send_response(
-            reply.0,
+            reply.channel,
             error_response(QueryErrorKind::Busy, "queue full: try later"),
         );
     }
@@ -1183,6 +1199,8 @@ impl EventLoop {
             routing_table_peers,
             providers: self.providers.len(),
             relays: self.relays.iter().map(|p| p.to_string()).collect(),
+            inbound_bytes_held: self.swarm.behaviour().query.inbound_held_bytes(),
+            inbound_bytes_peak: self.swarm.behaviour().query.inbound_peak_bytes(),
         }
     }
 

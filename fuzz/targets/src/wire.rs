@@ -2,7 +2,7 @@
 //! payloads, receipts, Merkle proofs, gossip adverts and announcements, task payloads.
 
 use crate::fixtures;
-use agora_overlay::codec::{QUERY_PROTOCOL, QueryCodec};
+use agora_overlay::codec::{InboundPermit, QUERY_PROTOCOL, QueryCodec, QueryFrame};
 use agora_overlay::providers::check_advert;
 use agora_overlay::query::{check_answer, check_inbound_query, check_inbound_settle, peer_id_of};
 use agora_protocols::codec;
@@ -76,11 +76,25 @@ where
 /// `check_inbound_settle`, an offer's envelope) and the task input the model runner decodes.
 pub fn query_wire_request(data: &[u8]) {
     let mut io = Cursor::new(data);
-    let Ok(request) = block_on(QueryCodec.read_request(&QUERY_PROTOCOL, &mut io)) else {
-        return;
+    // A fresh codec each time, so that one input's charge never refuses the next.
+    let codec = QueryCodec::default();
+    let (request, charged) = match block_on(codec.clone().read_request(&QUERY_PROTOCOL, &mut io)) {
+        Ok(QueryFrame::Request { request, permit }) => {
+            // The frame's bytes are charged from its length prefix, held until the permit goes,
+            // then given back.
+            let charged = permit.as_ref().map_or(0, InboundPermit::bytes);
+            assert_eq!(codec.held_bytes(), charged);
+            drop(permit);
+            assert_eq!(codec.held_bytes(), 0);
+            (request, charged)
+        }
+        // Nothing is held, so nothing within the limits is refused.
+        Ok(QueryFrame::Refused(e)) => panic_invariant(&format!("refused within the limits: {e:?}")),
+        Err(_) => return,
     };
     let frame_len = usize::try_from(io.position()).unwrap_or(usize::MAX);
     let body = data.get(4..frame_len).unwrap_or_default();
+    assert_eq!(charged, body.len());
     assert_canonical(&request, body);
     match request {
         QueryWireRequest::Query(bytes) => {
@@ -121,7 +135,8 @@ pub fn query_wire_request(data: &[u8]) {
 /// by `check_answer` against the fixture request, and the output decoded as each task's output.
 pub fn query_wire_response(data: &[u8]) {
     let mut io = Cursor::new(data);
-    let Ok(response) = block_on(QueryCodec.read_response(&QUERY_PROTOCOL, &mut io)) else {
+    let Ok(response) = block_on(QueryCodec::default().read_response(&QUERY_PROTOCOL, &mut io))
+    else {
         return;
     };
     let frame_len = usize::try_from(io.position()).unwrap_or(usize::MAX);
