@@ -17,6 +17,7 @@
 //! # Ok::<(), agora_inference::generation::GenerationError>(())
 //! ```
 
+pub mod batch;
 pub mod error;
 pub mod gguf;
 pub mod model;
@@ -24,9 +25,11 @@ pub mod sampling;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use burn::tensor::backend::Backend;
 
+pub use batch::{GenerationScheduler, GenerationTicket, RequestError};
 pub use error::GenerationError;
 pub use gguf::{Gguf, GgufError};
 pub use model::{KvCache, Llama, LlamaConfig};
@@ -104,14 +107,14 @@ pub struct Generation {
 /// Keeps generated text back while it could still be the start of a stop string, so the caller never
 /// sees text that a stop string later removes, and finds the first complete stop string.
 #[derive(Debug)]
-struct StopMatcher<'a> {
-    stops: &'a [String],
+struct StopMatcher {
+    stops: Vec<String>,
     text: String,
     emitted: usize,
 }
 
-impl<'a> StopMatcher<'a> {
-    fn new(stops: &'a [String]) -> Self {
+impl StopMatcher {
+    fn new(stops: Vec<String>) -> Self {
         Self {
             stops,
             text: String::new(),
@@ -175,11 +178,136 @@ fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// One sequence's decoding state after its prompt: sampler, UTF-8 assembly, stop strings, budget.
+///
+/// Both [`TextGenerator::generate`] (one sequence) and the batching
+/// [`GenerationScheduler`](batch::GenerationScheduler) (many) drive a sequence through this, so the
+/// two decide the next token and the end of a generation the same way.
+#[derive(Debug)]
+pub(crate) struct Decoding {
+    sampler: Sampler,
+    decoder: IncrementalDecoder,
+    stops: StopMatcher,
+    token_ids: Vec<u32>,
+    max_tokens: usize,
+    eos: Option<u32>,
+    prompt_tokens: usize,
+    finish: Option<FinishReason>,
+}
+
+impl Decoding {
+    /// Checks a request against the model (prompt not empty, ids in the vocabulary, prompt plus budget
+    /// within the context, sampling parameters in range) and sets up its state.
+    pub(crate) fn new(
+        tokenizer: &Tokenizer,
+        config: &LlamaConfig,
+        prompt_ids: &[u32],
+        params: &GenerationParams,
+    ) -> Result<Self, GenerationError> {
+        if prompt_ids.is_empty() {
+            return Err(GenerationError::EmptyPrompt);
+        }
+        let sampler = Sampler::new(params.sampling.clone())?;
+        let needed = prompt_ids.len().saturating_add(params.max_tokens);
+        if needed > config.context_length {
+            return Err(GenerationError::ContextFull {
+                needed,
+                max: config.context_length,
+            });
+        }
+        if let Some(id) = prompt_ids.iter().find(|id| **id as usize >= config.vocab) {
+            return Err(GenerationError::TokenOutOfRange {
+                id: *id,
+                vocab: config.vocab,
+            });
+        }
+        Ok(Self {
+            sampler,
+            decoder: IncrementalDecoder::new(),
+            stops: StopMatcher::new(params.stop.clone()),
+            token_ids: Vec::new(),
+            max_tokens: params.max_tokens,
+            eos: if params.stop_on_eos {
+                tokenizer.eos_id()
+            } else {
+                None
+            },
+            prompt_tokens: prompt_ids.len(),
+            finish: (params.max_tokens == 0).then_some(FinishReason::MaxTokens),
+        })
+    }
+
+    /// Whether the generation has ended (a zero budget ends it before the prompt runs).
+    pub(crate) fn is_done(&self) -> bool {
+        self.finish.is_some()
+    }
+
+    /// Tokens generated so far.
+    pub(crate) fn generated(&self) -> usize {
+        self.token_ids.len()
+    }
+
+    /// Picks the next token from the logits of the last position. Appends the text that became safe
+    /// to show to `shown`; returns the token to feed back, or `None` when the generation has ended.
+    pub(crate) fn step(
+        &mut self,
+        tokenizer: &Tokenizer,
+        logits: &[f32],
+        shown: &mut String,
+    ) -> Option<u32> {
+        if self.finish.is_some() {
+            return None;
+        }
+        let next = self.sampler.sample(logits);
+        if Some(next) == self.eos {
+            self.finish = Some(FinishReason::Eos);
+            return None;
+        }
+        self.token_ids.push(next);
+        if !tokenizer.is_special(next) {
+            let piece = self.decoder.push(tokenizer.token_bytes(next));
+            let (text, stop) = self.stops.push(&piece);
+            shown.push_str(&text);
+            if let Some(stop) = stop {
+                self.finish = Some(FinishReason::Stop(stop));
+                return None;
+            }
+        }
+        if self.token_ids.len() >= self.max_tokens {
+            self.finish = Some(FinishReason::MaxTokens);
+            return None;
+        }
+        Some(next)
+    }
+
+    /// Ends the generation: appends what was held back to `shown` (a dangling partial character, text
+    /// that might have begun a stop string) and returns the result.
+    pub(crate) fn finish(mut self, shown: &mut String) -> Generation {
+        let mut finish = self.finish.take().unwrap_or(FinishReason::MaxTokens);
+        if !matches!(finish, FinishReason::Stop(_)) {
+            let tail = self.decoder.finish();
+            let (text, stop) = self.stops.push(&tail);
+            shown.push_str(&text);
+            match stop {
+                Some(stop) => finish = FinishReason::Stop(stop),
+                None => shown.push_str(&self.stops.flush()),
+            }
+        }
+        Generation {
+            text: self.stops.text,
+            token_ids: self.token_ids,
+            prompt_tokens: self.prompt_tokens,
+            finish,
+        }
+    }
+}
+
 /// A loaded model with its tokenizer: the thing that answers prompts.
 #[derive(Debug)]
 pub struct TextGenerator<B: Backend> {
     model: Llama<B>,
-    tokenizer: Tokenizer,
+    /// Shared with the [`batch::GenerationScheduler`] handles, which tokenize on the caller's thread.
+    tokenizer: Arc<Tokenizer>,
 }
 
 impl<B: Backend> TextGenerator<B> {
@@ -202,7 +330,10 @@ impl<B: Backend> TextGenerator<B> {
                 model.config().vocab
             )));
         }
-        Ok(Self { model, tokenizer })
+        Ok(Self {
+            model,
+            tokenizer: Arc::new(tokenizer),
+        })
     }
 
     /// The tokenizer.
@@ -247,75 +378,25 @@ impl<B: Backend> TextGenerator<B> {
         params: &GenerationParams,
         mut on_text: impl FnMut(&str),
     ) -> Result<Generation, GenerationError> {
-        if prompt_ids.is_empty() {
-            return Err(GenerationError::EmptyPrompt);
-        }
-        let mut sampler = Sampler::new(params.sampling.clone())?;
-        let max_context = self.model.config().context_length;
-        let needed = prompt_ids.len().saturating_add(params.max_tokens);
-        if needed > max_context {
-            return Err(GenerationError::ContextFull {
-                needed,
-                max: max_context,
-            });
-        }
-        let eos = if params.stop_on_eos {
-            self.tokenizer.eos_id()
-        } else {
-            None
-        };
-
+        let mut decoding = Decoding::new(&self.tokenizer, self.model.config(), prompt_ids, params)?;
         let mut cache = self.model.new_cache();
-        let mut decoder = IncrementalDecoder::new();
-        let mut stops = StopMatcher::new(&params.stop);
-        let mut token_ids = Vec::new();
-        let mut finish = FinishReason::MaxTokens;
-        let emit = |piece: String, on_text: &mut dyn FnMut(&str)| {
-            if !piece.is_empty() {
-                on_text(&piece);
+        let mut shown = String::new();
+        let emit = |shown: &mut String, on_text: &mut dyn FnMut(&str)| {
+            if !shown.is_empty() {
+                on_text(shown);
+                shown.clear();
             }
         };
-
-        let mut logits = if params.max_tokens > 0 {
-            self.model.forward(prompt_ids, &mut cache)?
-        } else {
-            Vec::new()
-        };
-        while token_ids.len() < params.max_tokens {
-            let next = sampler.sample(&logits);
-            if Some(next) == eos {
-                finish = FinishReason::Eos;
-                break;
-            }
-            token_ids.push(next);
-            if !self.tokenizer.is_special(next) {
-                let piece = decoder.push(self.tokenizer.token_bytes(next));
-                let (shown, stop) = stops.push(&piece);
-                emit(shown, &mut on_text);
-                if let Some(stop) = stop {
-                    finish = FinishReason::Stop(stop);
-                    break;
-                }
-            }
-            if token_ids.len() < params.max_tokens {
+        if !decoding.is_done() {
+            let mut logits = self.model.forward(prompt_ids, &mut cache)?;
+            while let Some(next) = decoding.step(&self.tokenizer, &logits, &mut shown) {
+                emit(&mut shown, &mut on_text);
                 logits = self.model.forward(&[next], &mut cache)?;
             }
         }
-        if !matches!(finish, FinishReason::Stop(_)) {
-            let tail = decoder.finish();
-            let (shown, stop) = stops.push(&tail);
-            emit(shown, &mut on_text);
-            match stop {
-                Some(stop) => finish = FinishReason::Stop(stop),
-                None => emit(stops.flush(), &mut on_text),
-            }
-        }
-        Ok(Generation {
-            text: stops.text,
-            token_ids,
-            prompt_tokens: prompt_ids.len(),
-            finish,
-        })
+        let generation = decoding.finish(&mut shown);
+        emit(&mut shown, &mut on_text);
+        Ok(generation)
     }
 }
 
@@ -413,7 +494,7 @@ mod tests {
 
     fn run(stops: &[&str], pieces: &[&str]) -> (Vec<String>, Option<String>, String) {
         let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
-        let mut m = StopMatcher::new(&stops);
+        let mut m = StopMatcher::new(stops);
         let mut shown = Vec::new();
         for p in pieces {
             let (out, stop) = m.push(p);

@@ -281,143 +281,240 @@ impl<B: Backend> Llama<B> {
         weight.clone().mul(x.mul(inv))
     }
 
-    /// cos and sin tables `[seq, head_dim]` for positions `start..start+seq`, computed in f32 the way
-    /// transformers computes them (`inv_freq = 1 / theta^(2i/d)`, angles duplicated over both halves).
-    fn rope_tables(&self, start: usize, seq: usize) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    /// cos and sin tables `[positions.len(), 1, head_dim]` for the given positions, computed in f32 the
+    /// way transformers computes them (`inv_freq = 1 / theta^(2i/d)`, angles duplicated over both
+    /// halves). The middle axis broadcasts over heads.
+    fn rope_tables(&self, positions: &[usize]) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let d = self.config.head_dim;
         let half = d / 2;
         let inv_freq: Vec<f32> = (0..half)
             .map(|i| 1.0 / self.config.rope_theta.powf((2 * i) as f32 / d as f32))
             .collect();
-        let mut cos = Vec::with_capacity(seq * d);
-        let mut sin = Vec::with_capacity(seq * d);
-        for p in start..start + seq {
-            let angles: Vec<f32> = inv_freq.iter().map(|f| p as f32 * f).collect();
+        let rows = positions.len();
+        let mut cos = Vec::with_capacity(rows * d);
+        let mut sin = Vec::with_capacity(rows * d);
+        for p in positions {
+            let angles: Vec<f32> = inv_freq.iter().map(|f| *p as f32 * f).collect();
             for _ in 0..2 {
                 cos.extend(angles.iter().map(|a| a.cos()));
                 sin.extend(angles.iter().map(|a| a.sin()));
             }
         }
         (
-            Tensor::from_data(TensorData::new(cos, [seq, d]), &self.device),
-            Tensor::from_data(TensorData::new(sin, [seq, d]), &self.device),
+            Tensor::from_data(TensorData::new(cos, [rows, 1, d]), &self.device),
+            Tensor::from_data(TensorData::new(sin, [rows, 1, d]), &self.device),
         )
     }
 
-    /// `x * cos + rotate_half(x) * sin` for `x` of shape `[heads, seq, head_dim]`.
+    /// `x * cos + rotate_half(x) * sin` for `x` of shape `[rows, heads, head_dim]` (element-wise, so
+    /// each row's result depends on that row alone).
     fn rope(x: Tensor<B, 3>, cos: &Tensor<B, 3>, sin: &Tensor<B, 3>) -> Tensor<B, 3> {
-        let [heads, seq, d] = x.dims();
+        let [rows, heads, d] = x.dims();
         let half = d / 2;
-        let x1 = x.clone().slice([0..heads, 0..seq, 0..half]);
-        let x2 = x.clone().slice([0..heads, 0..seq, half..d]);
+        let x1 = x.clone().slice([0..rows, 0..heads, 0..half]);
+        let x2 = x.clone().slice([0..rows, 0..heads, half..d]);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 2);
         x.mul(cos.clone()).add(rotated.mul(sin.clone()))
     }
 
     /// Runs `ids` (the next tokens of the sequence in `cache`) through the model, appends their keys and
     /// values to the cache, and returns the logits of the last position. A prompt goes in one call;
-    /// each generated token then costs one position.
+    /// each generated token then costs one position. The same computation as
+    /// [`Llama::forward_batch`] with one sequence.
     pub fn forward(
         &self,
         ids: &[u32],
         cache: &mut KvCache<B>,
     ) -> Result<Vec<f32>, GenerationError> {
+        let mut logits = self.forward_batch(&mut [(ids, cache)])?;
+        logits
+            .pop()
+            .ok_or_else(|| GenerationError::Backend("no logits for the sequence".into()))
+    }
+
+    /// Runs several sequences one step further together: each entry is the next tokens of one sequence
+    /// (a whole prompt, or the one token just generated) with that sequence's own cache. Returns the
+    /// logits of each sequence's last position, in order.
+    ///
+    /// The rows of all sequences are stacked for every weight product (embedding, QKV, output, MLP, LM
+    /// head), so the weights are read once per step however many sequences run: that is what makes
+    /// batching pay on a memory-bound CPU. Attention runs per sequence on its own cache, with its own
+    /// positions (RoPE) and causal mask, so no padding or cross-sequence mask is needed and no
+    /// sequence sees another's keys.
+    ///
+    /// Row independence, and its one exception. Every operation here is per row (norms, RoPE,
+    /// activations), per sequence with the same shapes as alone (attention), or a weight product; gemm
+    /// sums a product's inner dimension in one fixed blocked order for any number of rows, so a
+    /// sequence's logits are bit for bit the same in a batch of 2, 5 or 8 whatever its companions.
+    /// But a product with a single row goes to gemm's matrix-vector kernel, which sums in another
+    /// order: a sequence that runs alone (one row: a decode step with no company, or the last position
+    /// of a prompt for the LM head) can differ from the same sequence in a batch in the last bits of
+    /// its logits (measured on SmolLM2: at most 7e-5 on logits of magnitude ~10). Greedy tokens are
+    /// the same on every reference prompt, alone and batched (`tests/generation_batch.rs` checks them
+    /// against transformers, which differs from either by more); a token could only change at a
+    /// near-exact tie between the two best logits, or when a seeded draw lands within that margin of
+    /// a boundary. Forcing the matrix kernel for single rows (doubling the row) would make the two
+    /// bit-identical, but it measured 30% slower for a lone sequence (17.8 against 12.5 tokens/s), so
+    /// the lone case keeps the fast kernel.
+    ///
+    /// Every entry is checked before anything runs; a bad entry fails the call and leaves every cache
+    /// as it was.
+    pub fn forward_batch(
+        &self,
+        batch: &mut [(&[u32], &mut KvCache<B>)],
+    ) -> Result<Vec<Vec<f32>>, GenerationError> {
         let cfg = &self.config;
-        let seq = ids.len();
-        if seq == 0 {
-            return Err(GenerationError::EmptyPrompt);
+        if batch.is_empty() {
+            return Ok(Vec::new());
         }
-        if let Some(bad_id) = ids.iter().find(|id| **id as usize >= cfg.vocab) {
-            return Err(GenerationError::TokenOutOfRange {
-                id: *bad_id,
-                vocab: cfg.vocab,
-            });
+        let mut positions = Vec::new();
+        let mut spans = Vec::with_capacity(batch.len());
+        for (ids, cache) in batch.iter() {
+            let seq = ids.len();
+            if seq == 0 {
+                return Err(GenerationError::EmptyPrompt);
+            }
+            if let Some(bad_id) = ids.iter().find(|id| **id as usize >= cfg.vocab) {
+                return Err(GenerationError::TokenOutOfRange {
+                    id: *bad_id,
+                    vocab: cfg.vocab,
+                });
+            }
+            let past = cache.len;
+            let total = past + seq;
+            if total > cfg.context_length {
+                return Err(GenerationError::ContextFull {
+                    needed: total,
+                    max: cfg.context_length,
+                });
+            }
+            if cache.layers.len() != cfg.n_layers {
+                return Err(bad(
+                    "the KV cache belongs to a model with another layer count",
+                ));
+            }
+            spans.push((positions.len(), seq, past));
+            positions.extend(past..total);
         }
-        let past = cache.len;
-        let total = past + seq;
-        if total > cfg.context_length {
-            return Err(GenerationError::ContextFull {
-                needed: total,
-                max: cfg.context_length,
-            });
-        }
-        if cache.layers.len() != cfg.n_layers {
-            return Err(bad(
-                "the KV cache belongs to a model with another layer count",
-            ));
-        }
+        let rows = positions.len();
 
         let (h, hd, groups) = (cfg.hidden, cfg.head_dim, cfg.groups());
         let (n_head, n_kv) = (cfg.n_head, cfg.n_kv_head);
-        let ids_data: Vec<i64> = ids.iter().map(|i| i64::from(*i)).collect();
+        let ids_data: Vec<i64> = batch
+            .iter()
+            .flat_map(|(ids, _)| ids.iter().map(|i| i64::from(*i)))
+            .collect();
         let ids_tensor =
-            Tensor::<B, 1, Int>::from_data(TensorData::new(ids_data, [seq]), &self.device);
+            Tensor::<B, 1, Int>::from_data(TensorData::new(ids_data, [rows]), &self.device);
         let mut x = self.embed.clone().select(0, ids_tensor);
 
-        let (cos, sin) = self.rope_tables(past, seq);
-        let (cos, sin) = (cos.unsqueeze_dim::<3>(0), sin.unsqueeze_dim::<3>(0));
-        // Causal mask over the grouped query rows (row g*seq + i is query position past + i).
-        let mask = (seq > 1).then(|| {
-            let mut m = Vec::with_capacity(groups * seq * total);
-            for _ in 0..groups {
-                for i in 0..seq {
-                    m.extend(
-                        (0..total).map(|j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }),
-                    );
-                }
-            }
-            Tensor::<B, 2>::from_data(TensorData::new(m, [groups * seq, total]), &self.device)
-                .unsqueeze_dim::<3>(0)
-        });
+        let (cos, sin) = self.rope_tables(&positions);
+        // Causal mask of each sequence over its grouped query rows (row g*seq + i is query position
+        // past + i); a single new position sees everything and needs none.
+        let masks: Vec<Option<Tensor<B, 3>>> = spans
+            .iter()
+            .map(|&(_, seq, past)| {
+                let total = past + seq;
+                (seq > 1).then(|| {
+                    let mut m = Vec::with_capacity(groups * seq * total);
+                    for _ in 0..groups {
+                        for i in 0..seq {
+                            m.extend(
+                                (0..total)
+                                    .map(|j| if j > past + i { f32::NEG_INFINITY } else { 0.0 }),
+                            );
+                        }
+                    }
+                    Tensor::<B, 2>::from_data(
+                        TensorData::new(m, [groups * seq, total]),
+                        &self.device,
+                    )
+                    .unsqueeze_dim::<3>(0)
+                })
+            })
+            .collect();
         let scale = 1.0 / (hd as f32).sqrt();
 
-        for (block, slot) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+        for (layer, block) in self.blocks.iter().enumerate() {
             let normed = self.rms_norm(x.clone(), &block.attn_norm);
             let qkv = normed.matmul(block.wqkv.clone());
-            let q = qkv.clone().slice([0..seq, 0..h]);
-            let k = qkv.clone().slice([0..seq, h..h + n_kv * hd]);
-            let v = qkv.slice([0..seq, h + n_kv * hd..h + 2 * n_kv * hd]);
-            let q = q.reshape([seq, n_head, hd]).swap_dims(0, 1);
-            let k = k.reshape([seq, n_kv, hd]).swap_dims(0, 1);
-            let v = v.reshape([seq, n_kv, hd]).swap_dims(0, 1);
-            let q = Self::rope(q, &cos, &sin);
-            let k = Self::rope(k, &cos, &sin);
+            let q = qkv.clone().slice([0..rows, 0..h]);
+            let k = qkv.clone().slice([0..rows, h..h + n_kv * hd]);
+            let v = qkv.slice([0..rows, h + n_kv * hd..h + 2 * n_kv * hd]);
+            let q = Self::rope(q.reshape([rows, n_head, hd]), &cos, &sin);
+            let k = Self::rope(k.reshape([rows, n_kv, hd]), &cos, &sin);
+            let v = v.reshape([rows, n_kv, hd]);
 
-            let (k, v) = match slot.take() {
-                Some((pk, pv)) => (Tensor::cat(vec![pk, k], 1), Tensor::cat(vec![pv, v], 1)),
-                None => (k, v),
-            };
-            *slot = Some((k.clone(), v.clone()));
+            let mut outs = Vec::with_capacity(spans.len());
+            for ((&(start, seq, _), (_, cache)), mask) in
+                spans.iter().zip(batch.iter_mut()).zip(&masks)
+            {
+                let own = start..start + seq;
+                let q = q
+                    .clone()
+                    .slice([own.clone(), 0..n_head, 0..hd])
+                    .swap_dims(0, 1);
+                let k = k
+                    .clone()
+                    .slice([own.clone(), 0..n_kv, 0..hd])
+                    .swap_dims(0, 1);
+                let v = v.clone().slice([own, 0..n_kv, 0..hd]).swap_dims(0, 1);
+                let slot = cache
+                    .layers
+                    .get_mut(layer)
+                    .ok_or_else(|| bad("the KV cache has too few layers"))?;
+                let (k, v) = match slot.take() {
+                    Some((pk, pv)) => (Tensor::cat(vec![pk, k], 1), Tensor::cat(vec![pv, v], 1)),
+                    None => (k, v),
+                };
+                *slot = Some((k.clone(), v.clone()));
 
-            // Grouped-query attention without copying K/V per query head: query heads sharing a KV
-            // head (heads g*groups .. (g+1)*groups) are stacked as extra rows of one matrix product.
-            let q = q.reshape([n_kv, groups * seq, hd]);
-            let mut scores = q.matmul(k.swap_dims(1, 2)).mul_scalar(scale);
-            if let Some(mask) = &mask {
-                scores = scores.add(mask.clone());
+                // Grouped-query attention without copying K/V per query head: query heads sharing a
+                // KV head (heads g*groups .. (g+1)*groups) are stacked as extra rows of one product.
+                let q = q.reshape([n_kv, groups * seq, hd]);
+                let mut scores = q.matmul(k.swap_dims(1, 2)).mul_scalar(scale);
+                if let Some(mask) = mask {
+                    scores = scores.add(mask.clone());
+                }
+                let probs = softmax(scores, 2);
+                outs.push(
+                    probs
+                        .matmul(v)
+                        .reshape([n_head, seq, hd])
+                        .swap_dims(0, 1)
+                        .reshape([seq, h]),
+                );
             }
-            let probs = softmax(scores, 2);
-            let attn = probs
-                .matmul(v)
-                .reshape([n_head, seq, hd])
-                .swap_dims(0, 1)
-                .reshape([seq, h]);
+            let attn = Tensor::cat(outs, 0);
             x = x.add(attn.matmul(block.wo.clone()));
 
             let normed = self.rms_norm(x.clone(), &block.ffn_norm);
             let gate_up = normed.matmul(block.w_gate_up.clone());
-            let gate = gate_up.clone().slice([0..seq, 0..cfg.ffn]);
-            let up = gate_up.slice([0..seq, cfg.ffn..2 * cfg.ffn]);
+            let gate = gate_up.clone().slice([0..rows, 0..cfg.ffn]);
+            let up = gate_up.slice([0..rows, cfg.ffn..2 * cfg.ffn]);
             x = x.add(silu(gate).mul(up).matmul(block.w_down.clone()));
         }
-        cache.len = total;
+        for ((_, cache), &(_, seq, past)) in batch.iter_mut().zip(&spans) {
+            cache.len = past + seq;
+        }
 
-        let last = x.slice([seq - 1..seq, 0..h]);
-        let logits = self.rms_norm(last, &self.norm).matmul(self.lm_head.clone());
-        logits
+        let last: Vec<i64> = spans
+            .iter()
+            .map(|&(start, seq, _)| (start + seq - 1) as i64)
+            .collect();
+        let count = last.len();
+        let last = Tensor::<B, 1, Int>::from_data(TensorData::new(last, [count]), &self.device);
+        let logits = self
+            .rms_norm(x.select(0, last), &self.norm)
+            .matmul(self.lm_head.clone());
+        let values = logits
             .into_data()
             .convert::<f32>()
             .into_vec::<f32>()
-            .map_err(|e| GenerationError::Backend(format!("{e:?}")))
+            .map_err(|e| GenerationError::Backend(format!("{e:?}")))?;
+        Ok(values
+            .chunks_exact(cfg.vocab)
+            .map(<[f32]>::to_vec)
+            .collect())
     }
 }
