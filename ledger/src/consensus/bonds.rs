@@ -8,84 +8,49 @@
 //!
 //! The chain builds each intermediate matrix in full (the previous bonds as fixed point, their
 //! column-normalised copy, `W̃ ∘ S` and its normalised copy, the EMA and its normalised copy). Here
-//! the previous bonds are read where they are stored, normalisations are applied as entries are
-//! read, and column sums are gathered while a matrix is written: one new matrix (the EMA) per
-//! epoch, and fewer passes over a million entries.
+//! the previous bonds stay `u16`, normalisations are applied as entries are read, column sums are
+//! gathered while a matrix is written, and the bonds to store are converted in the last pass that
+//! reads them: one new matrix (the EMA) per epoch, and fewer passes over a million entries.
 
 use super::fixed_math::{Divider, I32F32, exp_safe};
-use super::sparse::{self, Csr};
-use super::types::SparseRow;
+use super::sparse::{self, Csr, RowSink};
 
-/// Last epoch's bonds, read where the input stores them: uids narrowed to `u16` (validated below
-/// `n <= 65535`), and bonds on miners registered since the last epoch
-/// (`last_tempo <= block_at_registration`) skipped as they are read.
-#[derive(Debug, Clone, Copy)]
-pub struct PrevBonds<'a> {
-    /// Stored rows.
-    pub rows: &'a [SparseRow],
-    /// `block_at_registration` per uid.
-    pub registered: &'a [u64],
-    /// The block the last epoch ran at, plus one.
-    pub last_tempo: u64,
-}
-
-impl PrevBonds<'_> {
-    fn kept(&self, j: u64) -> Option<u16> {
-        let j = u16::try_from(j).ok()?;
-        let reg = self.registered.get(usize::from(j)).copied().unwrap_or(0);
-        (self.last_tempo > reg).then_some(j)
-    }
-
-    /// Row `i`'s kept entries as `(uid, value(uid, stored))`, into `out` (cleared first). Returns
-    /// whether their uids strictly increase.
-    fn read_row(
-        &self,
-        i: usize,
-        value: impl Fn(u16, u16) -> I32F32,
-        out: &mut Vec<(u16, I32F32)>,
-    ) -> bool {
-        out.clear();
-        let mut sorted = true;
-        for &(j, b) in self.rows.get(i).map_or(&[][..], Vec::as_slice) {
-            if let Some(j) = self.kept(j) {
-                sorted &= out.last().is_none_or(|&(last, _)| last < j);
-                out.push((j, value(j, b)));
+/// Column sums of stored `u16` bonds read as integers, saturating like the chain's fixed-point
+/// sum (all terms are non-negative, so saturating once at the end is the same).
+fn u16_col_sums(m: &Csr<u16>, n: usize) -> Vec<I32F32> {
+    let mut sums = vec![0u64; n];
+    for i in 0..m.rows() {
+        let (cols, vals) = m.row(i);
+        for (&j, &b) in cols.iter().zip(vals) {
+            if let Some(s) = sums.get_mut(usize::from(j)) {
+                *s += u64::from(b);
             }
         }
-        sorted
     }
-
-    /// Column sums of the kept bonds read as integers, saturating like the chain's fixed-point
-    /// sum (all terms are non-negative, so saturating once at the end is the same).
-    fn col_sums_as_integers(&self, n: usize) -> Vec<I32F32> {
-        let mut sums = vec![0u64; n];
-        for row in self.rows {
-            for &(j, b) in row {
-                if let Some(s) = self.kept(j).and_then(|j| sums.get_mut(usize::from(j))) {
-                    *s += u64::from(b);
-                }
-            }
-        }
-        sums.into_iter()
-            .map(|s| {
-                i64::try_from(s)
-                    .ok()
-                    .and_then(|s| s.checked_mul(1 << 32))
-                    .map_or(I32F32::MAX, I32F32::from_bits)
-            })
-            .collect()
-    }
+    sums.into_iter()
+        .map(|s| {
+            i64::try_from(s)
+                .ok()
+                .and_then(|s| s.checked_mul(1 << 32))
+                .map_or(I32F32::MAX, I32F32::from_bits)
+        })
+        .collect()
 }
+
+/// Stored bonds: each value `floor(b · 65535)`, rows of UIDs without a new permit cleared.
+pub type StoredBonds = Vec<Vec<(u16, u16)>>;
 
 /// Everything the bond step reads.
 #[derive(Debug)]
 pub struct BondInputs<'a> {
     /// Number of UIDs (columns).
     pub n: usize,
-    /// Previous bonds as stored, registration mask applied as they are read.
-    pub prev_bonds: PrevBonds<'a>,
-    /// `W̃`: weights for bonds (penalty applied). Owned: the legacy step reuses its buffer.
-    pub weights_for_bonds: Csr<I32F32>,
+    /// Previous bonds as stored, `u16` values, registration mask applied.
+    pub prev_bonds_u16: &'a Csr<u16>,
+    /// `W̃`: weights for bonds (penalty applied). Mutable: the legacy step reuses its buffer.
+    pub weights_for_bonds: &'a mut Csr<I32F32>,
+    /// Where the new bonds are written (the buffer is reused between epochs).
+    pub ema: &'a mut Csr<I32F32>,
     /// Normalised active stake.
     pub active_stake: &'a [I32F32],
     /// Normalised incentive.
@@ -94,6 +59,8 @@ pub struct BondInputs<'a> {
     pub consensus: &'a [I32F32],
     /// Fixed EMA alpha, `1 − BMA/10⁶`.
     pub alpha: I32F32,
+    /// The permits computed this epoch: only these rows' bonds are stored.
+    pub new_permit: &'a [bool],
 }
 
 /// Liquid alpha settings, already converted to fixed point.
@@ -107,33 +74,53 @@ pub struct LiquidAlpha {
     pub steepness: I32F32,
 }
 
-/// The new bond matrix (in the form the chain stores it, still fixed point) and the dividends.
+/// The new bonds as the chain stores them, and the dividends.
 #[derive(Debug)]
 pub struct BondOutputs {
-    /// Bonds to store: legacy column max-upscaled, Yuma 3 as EMA'd proportions.
-    pub bonds_to_store: Csr<I32F32>,
+    /// Bonds to store: legacy column max-upscaled, Yuma 3 as EMA'd proportions, both as `u16`
+    /// proportions, converted in the step's last pass over them.
+    pub bonds_to_store: StoredBonds,
     /// Normalised dividends per UID.
     pub dividends: Vec<I32F32>,
 }
 
 /// A matrix being written row by row, with its column sums gathered on the way.
-struct WithColSums {
-    m: Csr<I32F32>,
+struct WithColSums<'m> {
+    m: &'m mut Csr<I32F32>,
     col_sums: Vec<I32F32>,
 }
 
-impl WithColSums {
-    fn new(rows: usize, entries: usize, n: usize) -> Self {
+impl<'m> WithColSums<'m> {
+    /// Starts writing into `m` (emptied first).
+    fn new(m: &'m mut Csr<I32F32>, rows: usize, entries: usize, n: usize) -> Self {
+        m.clear_with_capacity(rows, entries);
         Self {
-            m: Csr::with_capacity(rows, entries),
+            m,
             col_sums: vec![I32F32::ZERO; n],
         }
     }
 
-    /// Appends `(j, v)` when `v` is positive (every EMA keeps only positive entries).
-    fn push_positive(&mut self, j: u16, v: I32F32) {
+    /// Appends one row of at most `max_len` entries, written by `fill` through a [`Positive`].
+    fn append_row(&mut self, max_len: usize, fill: impl FnOnce(&mut Positive<'_, '_>)) {
+        let col_sums = &mut self.col_sums;
+        self.m
+            .append_row(max_len, |row| fill(&mut Positive { row, col_sums }));
+    }
+}
+
+/// Writes one row of an EMA: every EMA keeps only positive entries, and their column sums are
+/// the next step's divisors.
+struct Positive<'s, 'r> {
+    row: &'s mut RowSink<'r, I32F32>,
+    col_sums: &'s mut [I32F32],
+}
+
+impl Positive<'_, '_> {
+    /// Appends `(j, v)` when `v` is positive.
+    #[inline]
+    fn put(&mut self, j: u16, v: I32F32) {
         if v > I32F32::ZERO {
-            self.m.push(j, v);
+            self.row.push(j, v);
             if let Some(s) = self.col_sums.get_mut(usize::from(j)) {
                 *s = s.saturating_add(v);
             }
@@ -145,10 +132,10 @@ impl WithColSums {
 /// `D = normalize(B'·I)`; stored column max-upscaled.
 pub fn legacy(inp: BondInputs<'_>) -> BondOutputs {
     let n = inp.n;
-    let bond_dividers = sparse::column_dividers(&inp.prev_bonds.col_sums_as_integers(n));
+    let bond_dividers = sparse::column_dividers(&u16_col_sums(inp.prev_bonds_u16, n));
     // `row_hadamard_sparse` (every entry kept, even where the product is 0), in the buffer of
     // the weights for bonds, which nothing reads afterwards.
-    let mut delta = inp.weights_for_bonds;
+    let delta = inp.weights_for_bonds;
     let mut delta_sums = vec![I32F32::ZERO; n];
     for i in 0..delta.rows() {
         let scale = inp.active_stake.get(i).copied().unwrap_or_default();
@@ -161,13 +148,14 @@ pub fn legacy(inp: BondInputs<'_>) -> BondOutputs {
         }
     }
     let delta_dividers = sparse::column_dividers(&delta_sums);
-    let mut ema = ema_rows(
-        &delta,
+    let ema = ema_rows(
+        delta,
         |j, v| divide(&delta_dividers, j, v),
-        &inp.prev_bonds,
+        inp.prev_bonds_u16,
         |j, b| divide(&bond_dividers, j, I32F32::from_u16(b)),
         inp.alpha,
         n,
+        inp.ema,
     );
     // Column-normalise in place, with the dividend row sums and the column maxima on the way.
     let ema_dividers = sparse::column_dividers(&ema.col_sums);
@@ -191,11 +179,29 @@ pub fn legacy(inp: BondInputs<'_>) -> BondOutputs {
     }
     sparse::normalize(&mut dividends);
     // `inplace_col_max_upscale_sparse`: the largest bond per column becomes 1.
-    sparse::divide_columns(&mut ema.m, &sparse::column_dividers(&col_max));
+    let max_dividers = sparse::column_dividers(&col_max);
     BondOutputs {
-        bonds_to_store: ema.m,
+        bonds_to_store: store(ema.m, inp.new_permit, |j, v| divide(&max_dividers, j, v)),
         dividends,
     }
+}
+
+/// The rows to store: `value(j, v)` as a `u16` proportion for rows with a new permit, empty rows
+/// for the rest.
+fn store(m: &Csr<I32F32>, permits: &[bool], value: impl Fn(u16, I32F32) -> I32F32) -> StoredBonds {
+    (0..m.rows())
+        .zip(permits)
+        .map(|(i, &permit)| {
+            if !permit {
+                return Vec::new();
+            }
+            let (cols, vals) = m.row(i);
+            cols.iter()
+                .zip(vals)
+                .map(|(&j, &v)| (j, value(j, v).proportion_to_u16()))
+                .collect()
+        })
+        .collect()
 }
 
 /// `v` divided by column `j`'s divider, or `v` where the column has none (a zero divisor).
@@ -213,14 +219,22 @@ fn divide(dividers: &[Option<Divider>], j: u16, v: I32F32) -> I32F32 {
 pub fn yuma3(inp: BondInputs<'_>, liquid: Option<LiquidAlpha>) -> BondOutputs {
     let any_consensus = inp.consensus.iter().any(|&c| c != I32F32::ZERO);
     let ema = match liquid {
-        Some(la) if any_consensus => liquid_ema(&inp, la),
+        Some(la) if any_consensus => liquid_ema(
+            inp.weights_for_bonds,
+            inp.prev_bonds_u16,
+            inp.consensus,
+            la,
+            inp.n,
+            inp.ema,
+        ),
         _ => ema_rows(
-            &inp.weights_for_bonds,
+            inp.weights_for_bonds,
             |_, v| v,
-            &inp.prev_bonds,
+            inp.prev_bonds_u16,
             |_, b| I32F32::from_u16_proportion(b),
             inp.alpha,
             inp.n,
+            inp.ema,
         ),
     };
     let dividers = sparse::column_dividers(&ema.col_sums);
@@ -242,7 +256,7 @@ pub fn yuma3(inp: BondInputs<'_>, liquid: Option<LiquidAlpha>) -> BondOutputs {
         .collect();
     sparse::normalize(&mut dividends);
     BondOutputs {
-        bonds_to_store: ema.m,
+        bonds_to_store: store(ema.m, inp.new_permit, |_, v| v),
         dividends,
     }
 }
@@ -251,75 +265,80 @@ pub fn yuma3(inp: BondInputs<'_>, liquid: Option<LiquidAlpha>) -> BondOutputs {
 /// previous bonds, keeping positive results in column order (`mat_ema_sparse`). `new_value` and
 /// `old_value` turn a stored entry into the value the EMA reads (a normalised share, a `u16`
 /// proportion), so neither normalised matrix is built.
-fn ema_rows(
+fn ema_rows<'m>(
     new: &Csr<I32F32>,
     new_value: impl Fn(u16, I32F32) -> I32F32,
-    old: &PrevBonds<'_>,
+    old: &Csr<u16>,
     old_value: impl Fn(u16, u16) -> I32F32,
     alpha: I32F32,
     n: usize,
-) -> WithColSums {
+    out: &'m mut Csr<I32F32>,
+) -> WithColSums<'m> {
     let one_minus_alpha = I32F32::ONE.saturating_sub(alpha);
-    let mut out = WithColSums::new(new.rows(), new.nnz(), n);
-    let mut old_row = Vec::new();
+    let mut out = WithColSums::new(out, new.rows(), new.nnz().max(old.nnz()), n);
     let mut dense: Option<Vec<Option<I32F32>>> = None;
     let mut touched = Vec::new();
     for i in 0..new.rows() {
         let (ncols, nvals) = new.row(i);
-        let old_sorted = old.read_row(i, &old_value, &mut old_row);
-        if new.is_sorted(i) && old_sorted {
-            // Both rows sorted: a merge, the same sums in the same order
-            // (`0 + α·new + (1−α)·old`), the same entries in ascending column order.
-            let mut b = 0;
-            for (&j, &v) in ncols.iter().zip(nvals) {
-                while let Some(&(oj, ov)) = old_row.get(b)
-                    && oj < j
-                {
-                    out.push_positive(oj, one_minus_alpha.saturating_mul(ov));
-                    b += 1;
-                }
-                let x = alpha.saturating_mul(new_value(j, v));
-                match old_row.get(b) {
-                    Some(&(oj, ov)) if oj == j => {
+        let (ocols, ovals) = old.row(i);
+        let sorted = new.is_sorted(i) && old.is_sorted(i);
+        out.append_row(ncols.len() + ocols.len(), |out| {
+            if sorted {
+                // Both rows sorted: a merge, the same sums in the same order
+                // (`0 + α·new + (1−α)·old`), the same entries in ascending column order.
+                let mut b = 0;
+                for (&j, &v) in ncols.iter().zip(nvals) {
+                    while let (Some(&oj), Some(&ov)) = (ocols.get(b), ovals.get(b))
+                        && oj < j
+                    {
+                        out.put(oj, one_minus_alpha.saturating_mul(old_value(oj, ov)));
                         b += 1;
-                        out.push_positive(j, x.saturating_add(one_minus_alpha.saturating_mul(ov)));
                     }
-                    _ => out.push_positive(j, x),
+                    let x = alpha.saturating_mul(new_value(j, v));
+                    match (ocols.get(b), ovals.get(b)) {
+                        (Some(&oj), Some(&ov)) if oj == j => {
+                            b += 1;
+                            let y = one_minus_alpha.saturating_mul(old_value(oj, ov));
+                            out.put(j, x.saturating_add(y));
+                        }
+                        _ => out.put(j, x),
+                    }
                 }
-            }
-            for &(oj, ov) in old_row.get(b..).unwrap_or_default() {
-                out.push_positive(oj, one_minus_alpha.saturating_mul(ov));
-            }
-        } else {
-            // A dense row accumulating both, read back in column order.
-            let acc = dense.get_or_insert_with(|| vec![None; n]);
-            let terms = ncols
-                .iter()
-                .zip(nvals)
-                .map(|(&j, &v)| (j, alpha.saturating_mul(new_value(j, v))))
-                .chain(
-                    old_row
-                        .iter()
-                        .map(|&(j, ov)| (j, one_minus_alpha.saturating_mul(ov))),
-                );
-            for (j, x) in terms {
-                if let Some(slot) = acc.get_mut(usize::from(j)) {
-                    let sum = slot.unwrap_or_else(|| {
-                        touched.push(j);
-                        I32F32::ZERO
-                    });
-                    *slot = Some(sum.saturating_add(x));
+                let rest = ocols.iter().zip(ovals).skip(b);
+                for (&oj, &ov) in rest {
+                    out.put(oj, one_minus_alpha.saturating_mul(old_value(oj, ov)));
                 }
-            }
-            touched.sort_unstable();
-            for &j in &touched {
-                if let Some(slot) = acc.get_mut(usize::from(j)) {
-                    out.push_positive(j, slot.take().unwrap_or_default());
+            } else {
+                // A dense row accumulating both, read back in column order.
+                let acc = dense.get_or_insert_with(|| vec![None; n]);
+                let terms = ncols
+                    .iter()
+                    .zip(nvals)
+                    .map(|(&j, &v)| (j, alpha.saturating_mul(new_value(j, v))))
+                    .chain(
+                        ocols
+                            .iter()
+                            .zip(ovals)
+                            .map(|(&j, &b)| (j, one_minus_alpha.saturating_mul(old_value(j, b)))),
+                    );
+                for (j, x) in terms {
+                    if let Some(slot) = acc.get_mut(usize::from(j)) {
+                        let sum = slot.unwrap_or_else(|| {
+                            touched.push(j);
+                            I32F32::ZERO
+                        });
+                        *slot = Some(sum.saturating_add(x));
+                    }
                 }
+                touched.sort_unstable();
+                for &j in &touched {
+                    if let Some(slot) = acc.get_mut(usize::from(j)) {
+                        out.put(j, slot.take().unwrap_or_default());
+                    }
+                }
+                touched.clear();
             }
-            touched.clear();
-        }
-        out.m.end_row();
+        });
     }
     out
 }
@@ -431,10 +450,15 @@ fn chain_walk(row: &[(u16, I32F32)], n: usize, found: &mut [I32F32], written: &m
 /// (weights-for-bonds) row, in its order, `min(decayed + max(α_ij·w, 0), 1)` is kept when positive.
 /// Bonds on columns absent from the new row are dropped, not decayed, so their alphas are never
 /// computed, and each kept column's alpha is computed once.
-fn liquid_ema(inp: &BondInputs<'_>, la: LiquidAlpha) -> WithColSums {
-    let n = inp.n;
-    let w = &inp.weights_for_bonds;
-    let mut out = WithColSums::new(w.rows(), w.nnz(), n);
+fn liquid_ema<'m>(
+    w: &Csr<I32F32>,
+    prev: &Csr<u16>,
+    consensus: &[I32F32],
+    la: LiquidAlpha,
+    n: usize,
+    out: &'m mut Csr<I32F32>,
+) -> WithColSums<'m> {
+    let mut out = WithColSums::new(out, w.rows(), w.nnz(), n);
     let mut old_row = Vec::new();
     let mut walk: Option<ChainWalk> = None;
     let curve = AlphaCurve::new(la);
@@ -445,54 +469,57 @@ fn liquid_ema(inp: &BondInputs<'_>, la: LiquidAlpha) -> WithColSums {
             out.m.end_row();
             continue;
         }
-        let old_sorted =
-            inp.prev_bonds
-                .read_row(i, |_, b| I32F32::from_u16_proportion(b), &mut old_row);
-        if w.is_sorted(i) && old_sorted {
-            // Both walks are plain lookups: merge the old row into the new one.
-            let mut b = 0;
-            for (&j, &wv) in ncols.iter().zip(nvals) {
-                while old_row.get(b).is_some_and(|&(oj, _)| oj < j) {
-                    b += 1;
+        let (ocols, ovals) = prev.row(i);
+        let sorted = w.is_sorted(i) && prev.is_sorted(i);
+        out.append_row(ncols.len(), |out| {
+            if sorted {
+                // Both walks are plain lookups: merge the old row into the new one.
+                let mut b = 0;
+                for (&j, &wv) in ncols.iter().zip(nvals) {
+                    while ocols.get(b).is_some_and(|&oj| oj < j) {
+                        b += 1;
+                    }
+                    let old = match (ocols.get(b), ovals.get(b)) {
+                        (Some(&oj), Some(&ov)) if oj == j => Some(I32F32::from_u16_proportion(ov)),
+                        _ => None,
+                    };
+                    let c = consensus.get(usize::from(j)).copied().unwrap_or_default();
+                    let a = curve.alpha(c, wv, old.unwrap_or_default());
+                    let decayed = old.map_or(I32F32::ZERO, |o| {
+                        I32F32::ONE.saturating_sub(a).saturating_mul(o)
+                    });
+                    push_liquid(out, j, decayed, a, wv);
                 }
-                let old = match old_row.get(b) {
-                    Some(&(oj, ov)) if oj == j => Some(ov),
-                    _ => None,
-                };
-                let c = inp
-                    .consensus
-                    .get(usize::from(j))
-                    .copied()
-                    .unwrap_or_default();
-                let a = curve.alpha(c, wv, old.unwrap_or_default());
-                let decayed = old.map_or(I32F32::ZERO, |o| {
-                    I32F32::ONE.saturating_sub(a).saturating_mul(o)
-                });
-                push_liquid(&mut out, j, decayed, a, wv);
+            } else {
+                old_row.clear();
+                old_row.extend(
+                    ocols
+                        .iter()
+                        .zip(ovals)
+                        .map(|(&j, &b)| (j, I32F32::from_u16_proportion(b))),
+                );
+                let walk = walk.get_or_insert_with(|| ChainWalk::new(n));
+                walk.run((ncols, nvals), &old_row, n);
+                for (&j, &wv) in ncols.iter().zip(nvals) {
+                    let jj = usize::from(j);
+                    let c = consensus.get(jj).copied().unwrap_or_default();
+                    let a = curve.alpha(c, walk.w_at(jj), walk.b_at(jj));
+                    let decayed = walk.old_at(jj).map_or(I32F32::ZERO, |o| {
+                        I32F32::ONE.saturating_sub(a).saturating_mul(o)
+                    });
+                    push_liquid(out, j, decayed, a, wv);
+                }
+                walk.clear();
             }
-        } else {
-            let walk = walk.get_or_insert_with(|| ChainWalk::new(n));
-            walk.run((ncols, nvals), &old_row, n);
-            for (&j, &wv) in ncols.iter().zip(nvals) {
-                let jj = usize::from(j);
-                let c = inp.consensus.get(jj).copied().unwrap_or_default();
-                let a = curve.alpha(c, walk.w_at(jj), walk.b_at(jj));
-                let decayed = walk.old_at(jj).map_or(I32F32::ZERO, |o| {
-                    I32F32::ONE.saturating_sub(a).saturating_mul(o)
-                });
-                push_liquid(&mut out, j, decayed, a, wv);
-            }
-            walk.clear();
-        }
-        out.m.end_row();
+        });
     }
     out
 }
 
 /// One output entry of the liquid EMA: `min(decayed + max(α·w, 0), 1)`, kept when positive.
-fn push_liquid(out: &mut WithColSums, j: u16, decayed: I32F32, a: I32F32, w: I32F32) {
+fn push_liquid(out: &mut Positive<'_, '_>, j: u16, decayed: I32F32, a: I32F32, w: I32F32) {
     let inc = a.saturating_mul(w).max(I32F32::ZERO);
-    out.push_positive(j, decayed.saturating_add(inc).min(I32F32::ONE));
+    out.put(j, decayed.saturating_add(inc).min(I32F32::ONE));
 }
 
 /// Dense scratch for rows the chain's cursor walk reads differently from a lookup (unsorted rows):
@@ -569,25 +596,11 @@ impl ChainWalk {
 mod tests {
     use super::*;
 
-    fn prev(rows: &[Vec<(u64, u16)>]) -> (Vec<Vec<(u64, u16)>>, Vec<u64>) {
-        let n = rows
-            .iter()
-            .flatten()
-            .map(|&(j, _)| j + 1)
-            .max()
-            .unwrap_or(0);
-        (rows.to_vec(), vec![0; n as usize + 16])
-    }
-
     #[test]
     fn ema_rows_unions_columns_in_order() {
         let new = Csr::from_rows(&[vec![(2, I32F32::ONE)]]);
-        let (rows, registered) = prev(&[vec![(0, 1)]]);
-        let old = PrevBonds {
-            rows: &rows,
-            registered: &registered,
-            last_tempo: 1,
-        };
+        let old = Csr::from_rows(&[vec![(0, 1u16)]]);
+        let mut buf = Csr::default();
         let out = ema_rows(
             &new,
             |_, v| v,
@@ -595,6 +608,7 @@ mod tests {
             |_, b| I32F32::from_u16(b),
             I32F32::HALF,
             3,
+            &mut buf,
         );
         assert_eq!(
             out.m.to_rows(),
@@ -604,7 +618,7 @@ mod tests {
     }
 
     #[test]
-    fn ema_merge_matches_the_dense_accumulation_and_skips_new_registrations() {
+    fn ema_merge_matches_the_dense_accumulation() {
         let mut seed = 0x1234_5678_9ABC_DEF1u64;
         let mut next = move || {
             seed ^= seed << 13;
@@ -621,26 +635,21 @@ mod tests {
                     new_row.push((j, I32F32::from_bits((next() % (1 << 33)) as i64)));
                 }
                 if next() % 2 == 0 {
-                    old_row.push((u64::from(j), next() as u16));
+                    old_row.push((j, next() as u16));
                 }
             }
-            let registered: Vec<u64> = (0..n).map(|_| next() % 3).collect();
             let alpha = I32F32::from_bits((next() % (1 << 32)) as i64);
-            let ema = |a: &Vec<(u16, I32F32)>, b: &Vec<(u64, u16)>| {
-                let rows = vec![b.clone()];
-                let old = PrevBonds {
-                    rows: &rows,
-                    registered: &registered,
-                    last_tempo: 2,
-                };
+            let ema = |a: &[(u16, I32F32)], b: &[(u16, u16)]| {
                 let value = |_, b: u16| I32F32::from_bits(i64::from(b) * 70_001);
+                let mut buf = Csr::default();
                 let out = ema_rows(
-                    &Csr::from_rows(std::slice::from_ref(a)),
+                    &Csr::from_rows(&[a.to_vec()]),
                     |_, v| v,
-                    &old,
+                    &Csr::from_rows(&[b.to_vec()]),
                     value,
                     alpha,
                     n,
+                    &mut buf,
                 );
                 (out.m.to_rows(), out.col_sums)
             };
@@ -650,20 +659,8 @@ mod tests {
             new_rev.reverse();
             let mut old_rev = old_row.clone();
             old_rev.reverse();
-            assert_eq!(merged, ema(&new_rev, &old_rev));
-            let masked: Vec<u16> = old_row
-                .iter()
-                .filter(|&&(j, _)| registered[j as usize] >= 2)
-                .map(|&(j, _)| j as u16)
-                .collect();
-            let only_old = merged.0[0]
-                .iter()
-                .filter(|(j, _)| !new_row.iter().any(|(k, _)| k == j));
-            for (j, _) in only_old {
-                assert!(
-                    !masked.contains(j),
-                    "bond on a new registration kept at {j}"
-                );
+            if new_row.len() > 1 || old_row.len() > 1 {
+                assert_eq!(merged, ema(&new_rev, &old_rev));
             }
         }
     }

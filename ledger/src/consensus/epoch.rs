@@ -2,7 +2,7 @@
 //! path (`ST:pallets/subtensor/src/epoch/run_epoch.rs::epoch_mechanism`); step numbers refer to
 //! spec 2.3.
 
-use super::bonds::{self, BondInputs, LiquidAlpha, PrevBonds};
+use super::bonds::{self, BondInputs, LiquidAlpha};
 use super::fixed_math::{Divider, I32F32, ema_alpha_from_ppm, normalized_u64_to_i32f32};
 use super::sparse::{self, Csr};
 use super::types::{
@@ -12,7 +12,27 @@ use super::types::{
 
 /// Checks every length, uid and range the epoch relies on, so that the math never meets an index
 /// it cannot use. Returns `n` as a `usize`.
+///
+/// [`run_epoch`] makes the same checks in the same order (so it reports the same error), but
+/// checks each stored row as it first reads it: at chain scale the matrices are tens of megabytes,
+/// and a separate pass over them costs as much as a step of the epoch.
 pub fn validate(input: &EpochInput) -> Result<usize, EpochError> {
+    let n = validate_shape(input)?;
+    let mut rows = RowCheck::new(n);
+    for (field, matrix) in [
+        ("weights", &input.state.weights),
+        ("bonds", &input.state.bonds),
+    ] {
+        for (row, entries) in matrix.iter().enumerate() {
+            rows.check(field, row, entries)?;
+        }
+    }
+    validate_stake(&input.state)?;
+    Ok(n)
+}
+
+/// The checks that need no pass over the matrices: `n`, every vector's length, the owner.
+fn validate_shape(input: &EpochInput) -> Result<usize, EpochError> {
     let p = &input.params;
     let s = &input.state;
     if p.n > MAX_UIDS {
@@ -32,42 +52,17 @@ pub fn validate(input: &EpochInput) -> Result<usize, EpochError> {
             return Err(EpochError::WrongLength { field, len, n: p.n });
         }
     }
-    let last = i128::from(p.n) - 1;
     if let Some(uid) = p.owner_uid
         && uid >= p.n
     {
+        let last = i128::from(p.n) - 1;
         return Err(EpochError::OwnerOutOfRange { uid, last });
     }
-    let mut seen = vec![false; n];
-    for (field, rows) in [("weights", &s.weights), ("bonds", &s.bonds)] {
-        for (row, entries) in rows.iter().enumerate() {
-            // Strictly increasing uids cannot repeat, and are all in range when the last one is:
-            // one comparison per entry instead of two passes through a dense marker row.
-            if strictly_increasing(entries) && entries.last().is_none_or(|&(uid, _)| uid < p.n) {
-                continue;
-            }
-            for &(uid, _) in entries {
-                let slot = usize::try_from(uid).ok().and_then(|u| seen.get_mut(u));
-                match slot {
-                    None => {
-                        return Err(EpochError::UidOutOfRange {
-                            field,
-                            row,
-                            uid,
-                            last,
-                        });
-                    }
-                    Some(true) => return Err(EpochError::DuplicateUid { field, row, uid }),
-                    Some(slot) => *slot = true,
-                }
-            }
-            for &(uid, _) in entries {
-                if let Some(slot) = usize::try_from(uid).ok().and_then(|u| seen.get_mut(u)) {
-                    *slot = false;
-                }
-            }
-        }
-    }
+    Ok(n)
+}
+
+/// Total stake must fit the chain's `I64F64` stake vector.
+fn validate_stake(s: &EpochState) -> Result<(), EpochError> {
     let total: u128 = s.stake.iter().map(|&x| u128::from(x)).sum();
     if total > i64::MAX as u128 {
         return Err(EpochError::StakeOverflow {
@@ -75,7 +70,62 @@ pub fn validate(input: &EpochInput) -> Result<usize, EpochError> {
             max: i64::MAX,
         });
     }
-    Ok(n)
+    Ok(())
+}
+
+/// Checks stored rows: every uid below `n`, none twice.
+struct RowCheck {
+    n: u64,
+    seen: Vec<bool>,
+}
+
+impl RowCheck {
+    fn new(n: usize) -> Self {
+        Self {
+            n: n as u64,
+            seen: vec![false; n],
+        }
+    }
+
+    fn check(
+        &mut self,
+        field: &'static str,
+        row: usize,
+        entries: &[(u64, u16)],
+    ) -> Result<(), EpochError> {
+        // Strictly increasing uids cannot repeat, and are all in range when the last one is:
+        // one comparison per entry instead of two passes through a dense marker row.
+        if strictly_increasing(entries) && entries.last().is_none_or(|&(uid, _)| uid < self.n) {
+            return Ok(());
+        }
+        let last = i128::from(self.n) - 1;
+        let mut result = Ok(());
+        for &(uid, _) in entries {
+            let slot = usize::try_from(uid).ok().and_then(|u| self.seen.get_mut(u));
+            match slot {
+                None => {
+                    result = Err(EpochError::UidOutOfRange {
+                        field,
+                        row,
+                        uid,
+                        last,
+                    });
+                    break;
+                }
+                Some(true) => {
+                    result = Err(EpochError::DuplicateUid { field, row, uid });
+                    break;
+                }
+                Some(slot) => *slot = true,
+            }
+        }
+        for &(uid, _) in entries {
+            if let Some(slot) = usize::try_from(uid).ok().and_then(|u| self.seen.get_mut(u)) {
+                *slot = false;
+            }
+        }
+        result
+    }
 }
 
 /// Whether a row's uids strictly increase. No early exit: a branch-free pass over the pairs is
@@ -83,53 +133,90 @@ pub fn validate(input: &EpochInput) -> Result<usize, EpochError> {
 fn strictly_increasing(entries: &[(u64, u16)]) -> bool {
     entries
         .iter()
-        .zip(entries.iter().skip(1))
+        .zip(entries.get(1..).unwrap_or_default())
         .fold(true, |ok, (a, b)| ok & (a.0 < b.0))
 }
 
 /// Step 5's weight matrix: rows of validators with a previous permit, without self-weights (the
 /// owner's kept) and without weights set before the target registered, each row divided by its
 /// sum (`inplace_row_normalize_sparse`), built straight into one flat buffer.
-fn masked_weights(s: &EpochState, prev_permit: &[bool], owner: Option<usize>) -> Csr<I32F32> {
+fn masked_weights(
+    s: &EpochState,
+    prev_permit: &[bool],
+    owner: Option<usize>,
+    check: &mut RowCheck,
+    w: &mut Csr<I32F32>,
+) -> Result<(), EpochError> {
     let n = s.weights.len();
     let entries = s.weights.iter().map(Vec::len).sum();
-    let mut w = Csr::with_capacity(n, entries);
+    w.clear_with_capacity(n, entries);
     for (i, row) in s.weights.iter().enumerate() {
+        check.check("weights", i, row)?;
         if !prev_permit.get(i).copied().unwrap_or(false) {
             w.end_row();
             continue;
         }
         let updated = s.last_update.get(i).copied().unwrap_or(0);
-        // The chain sums the row in I32F32 (saturating); the values are integers, so an integer
-        // sum saturated once at the end is the same number.
-        let mut total = 0u64;
-        for &(j, v) in row {
-            // Validated: j < n <= 65535.
-            let Ok(j16) = u16::try_from(j) else {
-                continue;
-            };
-            let ju = usize::from(j16);
-            let keep = (ju != i || Some(i) == owner)
-                && updated > s.block_at_registration.get(ju).copied().unwrap_or(0);
-            if keep {
-                w.push(j16, I32F32::from_u16(v));
-                total += u64::from(v);
+        w.append_row(row.len(), |out| {
+            // The chain sums the row in I32F32 (saturating); the values are integers, so an
+            // integer sum saturated once at the end is the same number.
+            let mut total = 0u64;
+            for &(j, v) in row {
+                // Checked above: j < n <= 65535.
+                let Ok(j16) = u16::try_from(j) else {
+                    continue;
+                };
+                let ju = usize::from(j16);
+                let keep = (ju != i || Some(i) == owner)
+                    && updated > s.block_at_registration.get(ju).copied().unwrap_or(0);
+                if keep {
+                    out.push(j16, I32F32::from_u16(v));
+                    total += u64::from(v);
+                }
             }
-        }
-        w.end_row();
-        let total = i64::try_from(total)
-            .ok()
-            .and_then(|t| t.checked_mul(1 << 32))
-            .map_or(I32F32::MAX, I32F32::from_bits);
-        if total > I32F32::ZERO {
-            let div = Divider::new(total);
-            let (_, vals) = w.row_mut(i);
-            for v in vals.iter_mut() {
-                *v = div.safe_div(*v);
+            let total = i64::try_from(total)
+                .ok()
+                .and_then(|t| t.checked_mul(1 << 32))
+                .map_or(I32F32::MAX, I32F32::from_bits);
+            if total > I32F32::ZERO {
+                let div = Divider::new(total);
+                for v in out.values_mut() {
+                    *v = div.safe_div(*v);
+                }
             }
-        }
+        });
     }
-    w
+    Ok(())
+}
+
+/// Stored bonds with uids narrowed to `u16` (checked below `n <= 65535`), dropping bonds on
+/// miners registered since the last epoch (`last_tempo <= block_at_registration`): a quarter of
+/// the stored size, which the bond step then reads instead of the input.
+fn masked_bonds(
+    s: &EpochState,
+    last_tempo: u64,
+    check: &mut RowCheck,
+    b: &mut Csr<u16>,
+) -> Result<(), EpochError> {
+    let entries = s.bonds.iter().map(Vec::len).sum();
+    b.clear_with_capacity(s.bonds.len(), entries);
+    for (i, row) in s.bonds.iter().enumerate() {
+        check.check("bonds", i, row)?;
+        b.append_row(row.len(), |out| {
+            for &(j, v) in row {
+                if let Ok(j16) = u16::try_from(j)
+                    && last_tempo
+                        > s.block_at_registration
+                            .get(usize::from(j16))
+                            .copied()
+                            .unwrap_or(0)
+                {
+                    out.push(j16, v);
+                }
+            }
+        });
+    }
+    Ok(())
 }
 
 /// Top `k` by value among non-zero entries (`is_topk_nonzero`): a stable ascending sort, the
@@ -164,11 +251,37 @@ fn rao_share(x: I32F32, rao: u64) -> u64 {
     u64::try_from(v).unwrap_or(u64::MAX)
 }
 
+/// The matrices one epoch works in: a million entries each at chain scale. Kept between epochs
+/// by a caller that runs many (see [`run_epoch_with`]), they spare each epoch mapping tens of
+/// megabytes of fresh memory, which costs as much as several of its steps.
+#[derive(Debug, Default)]
+pub struct EpochScratch {
+    /// Weights, then weights for bonds (step 5 to step 11).
+    weights: Csr<I32F32>,
+    /// Previous bonds, `u16`, registration mask applied.
+    bonds: Csr<u16>,
+    /// The new bonds (fixed point) before they are stored.
+    ema: Csr<I32F32>,
+}
+
 /// Runs one epoch. The input is validated first; nothing after that can fail or panic.
 pub fn run_epoch(input: &EpochInput) -> Result<EpochOutput, EpochError> {
-    let n = validate(input)?;
+    run_epoch_with(input, &mut EpochScratch::default())
+}
+
+/// [`run_epoch`] in buffers kept from an earlier epoch. The result does not depend on what the
+/// buffers held.
+pub fn run_epoch_with(
+    input: &EpochInput,
+    scratch: &mut EpochScratch,
+) -> Result<EpochOutput, EpochError> {
+    // The checks of `validate`, in its order: shape now, each matrix row as it is first read,
+    // stake last.
+    let n = validate_shape(input)?;
     let p = &input.params;
     let s = &input.state;
+    let stake_check = validate_stake(s);
+    let mut row_check = RowCheck::new(n);
     let owner = p.owner_uid.and_then(|u| usize::try_from(u).ok());
 
     // 1. Activity.
@@ -217,37 +330,39 @@ pub fn run_epoch(input: &EpochInput) -> Result<EpochOutput, EpochError> {
     sparse::normalize(&mut active_stake);
 
     // 5. Weights: permit rows, diagonal (owner kept), outdated, then row-normalise.
-    let mut weights = masked_weights(s, &prev_permit, owner);
-
-    // 6. Consensus.
-    let kappa = I32F32::from_u16_proportion(p.kappa_u16);
-    let consensus = sparse::weighted_median_cols(&active_stake, &weights, n, kappa);
-
-    // 7-10. Clipping, validator trust, incentive and weights for bonds, in one pass that turns
-    // the weight buffer into the weights for bonds.
-    let beta = I32F32::from_u16_proportion(p.bonds_penalty_u16);
-    let (validator_trust, mut incentive) =
-        sparse::clip_score_and_blend(&mut weights, &consensus, &active_stake, beta, n);
-    sparse::normalize(&mut incentive);
-
-    // 11. Bonds and dividends. Bonds on miners registered since the last epoch are dropped.
+    let weights = &mut scratch.weights;
+    masked_weights(s, &prev_permit, owner, &mut row_check, weights)?;
     let last_tempo = if s.last_mechanism_step_block == 0 {
         s.current_block.saturating_sub(p.tempo)
     } else {
         s.last_mechanism_step_block.saturating_add(1)
     };
+    masked_bonds(s, last_tempo, &mut row_check, &mut scratch.bonds)?;
+    stake_check?;
+
+    // 6. Consensus.
+    let kappa = I32F32::from_u16_proportion(p.kappa_u16);
+    let consensus = sparse::weighted_median_cols(&active_stake, weights, n, kappa);
+
+    // 7-10. Clipping, validator trust, incentive and weights for bonds, in one pass that turns
+    // the weight buffer into the weights for bonds.
+    let beta = I32F32::from_u16_proportion(p.bonds_penalty_u16);
+    let (validator_trust, mut incentive) =
+        sparse::clip_score_and_blend(weights, &consensus, &active_stake, beta, n);
+    sparse::normalize(&mut incentive);
+
+    // 11. Bonds and dividends (bonds on miners registered since the last epoch were dropped
+    // above).
     let bond_inputs = BondInputs {
         n,
-        prev_bonds: PrevBonds {
-            rows: &s.bonds,
-            registered: &s.block_at_registration,
-            last_tempo,
-        },
+        prev_bonds_u16: &scratch.bonds,
         weights_for_bonds: weights,
+        ema: &mut scratch.ema,
         active_stake: &active_stake,
         incentive: &incentive,
         consensus: &consensus,
         alpha: ema_alpha_from_ppm(p.bonds_moving_average),
+        new_permit: &new_permit,
     };
     let bond_out = if p.yuma3 {
         let liquid = p.liquid_alpha.then(|| LiquidAlpha {
@@ -293,24 +408,8 @@ pub fn run_epoch(input: &EpochInput) -> Result<EpochOutput, EpochError> {
     let rao =
         |v: &[I32F32]| -> Vec<u64> { v.iter().map(|&x| rao_share(x, p.rao_emission)).collect() };
 
-    // 13. Persisted outputs. Bonds are stored for permitted validators and cleared otherwise.
+    // 13. Persisted outputs (the bond step already cleared the rows of UIDs without a permit).
     let to_u16 = |v: &[I32F32]| -> Vec<u16> { v.iter().map(|x| x.proportion_to_u16()).collect() };
-    let store = &bond_out.bonds_to_store;
-    let bonds_out = (0..store.rows())
-        .zip(&new_permit)
-        .map(|(i, &permit)| {
-            if permit {
-                let (cols, vals) = store.row(i);
-                cols.iter()
-                    .zip(vals)
-                    .map(|(&j, &b)| (j, b.proportion_to_u16()))
-                    .collect()
-            } else {
-                Vec::new()
-            }
-        })
-        .collect();
-
     Ok(EpochOutput {
         consensus_u16: to_u16(&consensus),
         incentive_u16: to_u16(&incentive),
@@ -322,6 +421,6 @@ pub fn run_epoch(input: &EpochInput) -> Result<EpochOutput, EpochError> {
         validator_emission: rao(&norm_validator),
         validator_permit: new_permit,
         active,
-        bonds: bonds_out,
+        bonds: bond_out.bonds_to_store,
     })
 }

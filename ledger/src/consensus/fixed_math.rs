@@ -181,7 +181,9 @@ impl I32F32 {
 
     /// `x / 65535` for a stored `u16` proportion (`u16_proportion_to_fixed`), truncated.
     pub fn from_u16_proportion(x: u16) -> Self {
-        Self::from_u16(x).safe_div(Self::U16_MAX)
+        // `safe_div` by the integer 65535 is `(x · 2^32) / 65535` truncated (see `checked_div`);
+        // written with the constant so it compiles to a multiply, once per stored bond.
+        Self(((x as i64) << FRAC_BITS) / (u16::MAX as i64))
     }
 
     /// `min(max(self, low), high)` in the chain's order: `self.min(high).max(low)`.
@@ -205,6 +207,7 @@ impl Reciprocal {
         (d != 0).then(|| Self { d, m: u64::MAX / d })
     }
 
+    #[inline]
     fn div(self, n: u64) -> u64 {
         let q = ((u128::from(n) * u128::from(self.m)) >> 64) as u64;
         // Two corrections, unconditionally: a data-dependent loop here mispredicts often enough
@@ -244,6 +247,7 @@ impl Divider {
     }
 
     /// `x.safe_div(divisor)`, bit for bit.
+    #[inline]
     pub fn safe_div(&self, x: I32F32) -> I32F32 {
         let bits = x.to_bits();
         if let Ok(a) = u64::try_from(bits) {
@@ -257,6 +261,14 @@ impl Divider {
                 return i64::try_from(q).map_or(I32F32::ZERO, I32F32::from_bits);
             }
         }
+        self.slow(x)
+    }
+
+    /// Everything off the fast paths (negative values, values above 1 over a fractional
+    /// divisor): rare, and kept out of line so the fast paths inline into the loops.
+    #[cold]
+    #[inline(never)]
+    fn slow(&self, x: I32F32) -> I32F32 {
         x.safe_div(self.divisor)
     }
 }
@@ -509,6 +521,16 @@ mod tests {
             x ^= x << 17;
             let v = I32F32::from_bits((x % ((1 << 32) + 1)) as i64);
             assert_eq!(v.proportion_to_u16(), wide(v), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn u16_proportion_is_the_chain_division() {
+        for x in 0..=u16::MAX {
+            assert_eq!(
+                I32F32::from_u16_proportion(x),
+                I32F32::from_u16(x).safe_div(I32F32::U16_MAX)
+            );
         }
     }
 

@@ -31,5 +31,5 @@ pub mod samples;
 pub mod sparse;
 pub mod types;
 
-pub use epoch::{run_epoch, validate};
+pub use epoch::{EpochScratch, run_epoch, run_epoch_with, validate};
 pub use types::{EpochError, EpochInput, EpochOutput, EpochParams, EpochState};

@@ -16,13 +16,24 @@ use super::fixed_math::{Divider, I32F32, sum};
 /// Each row also records whether its columns strictly increase: sorted rows let the steps below
 /// merge and look up instead of scattering into dense scratch rows, and the chain's cursor walks
 /// (which behave differently on unsorted rows) reduce to plain lookups.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Csr<T> {
     start: Vec<usize>,
+    /// Entries in use: `cols` and `vals` may be longer, holding a previous epoch's entries that
+    /// are overwritten rather than zeroed again (see [`Csr::append_row`]).
+    len: usize,
     cols: Vec<u16>,
     vals: Vec<T>,
     sorted: Vec<bool>,
+    /// Whether the row being built is sorted so far, and the smallest column that keeps it so.
     open_sorted: bool,
+    open_next: u32,
+}
+
+impl<T: Copy> Default for Csr<T> {
+    fn default() -> Self {
+        Self::with_capacity(0, 0)
+    }
 }
 
 impl<T: Copy> Csr<T> {
@@ -32,28 +43,93 @@ impl<T: Copy> Csr<T> {
         start.push(0);
         Self {
             start,
+            len: 0,
             cols: Vec::with_capacity(entries),
             vals: Vec::with_capacity(entries),
             sorted: Vec::with_capacity(rows),
             open_sorted: true,
+            open_next: 0,
         }
     }
 
+    /// Empties the matrix, keeping its buffers, with room for `rows` rows and `entries` entries:
+    /// an epoch that reuses last epoch's buffers writes into memory that is already mapped.
+    pub fn clear_with_capacity(&mut self, rows: usize, entries: usize) {
+        self.start.clear();
+        self.start.reserve(rows + 1);
+        self.start.push(0);
+        self.len = 0;
+        self.cols.reserve(entries.saturating_sub(self.cols.len()));
+        self.vals.reserve(entries.saturating_sub(self.vals.len()));
+        self.sorted.clear();
+        self.sorted.reserve(rows);
+        self.open_sorted = true;
+        self.open_next = 0;
+    }
+
     /// Appends an entry to the row being built.
+    #[inline]
     pub fn push(&mut self, j: u16, v: T) {
-        let row_start = self.start.last().copied().unwrap_or(0);
-        if self.cols.len() > row_start && self.cols.last().is_some_and(|&last| last >= j) {
-            self.open_sorted = false;
+        self.open_sorted &= u32::from(j) >= self.open_next;
+        self.open_next = u32::from(j) + 1;
+        match (self.cols.get_mut(self.len), self.vals.get_mut(self.len)) {
+            (Some(c), Some(x)) => {
+                *c = j;
+                *x = v;
+            }
+            _ => {
+                self.cols.truncate(self.len);
+                self.vals.truncate(self.len);
+                self.cols.push(j);
+                self.vals.push(v);
+            }
         }
-        self.cols.push(j);
-        self.vals.push(v);
+        self.len += 1;
+    }
+
+    /// Appends one row of at most `max_len` entries, written by `fill` through a [`RowSink`].
+    ///
+    /// The sink writes into plain slices with a local count: in a loop over a million entries
+    /// that is several times cheaper than two `Vec::push` calls per entry, whose lengths the
+    /// compiler must reload after every store. Must not be called with a row half built by
+    /// [`Csr::push`].
+    pub fn append_row<R>(
+        &mut self,
+        max_len: usize,
+        fill: impl FnOnce(&mut RowSink<'_, T>) -> R,
+    ) -> R
+    where
+        T: Default,
+    {
+        let base = self.len;
+        // Grows (zero-filling) only past what earlier rows or epochs already initialised.
+        if self.cols.len() < base + max_len {
+            self.cols.resize(base + max_len, 0);
+        }
+        if self.vals.len() < base + max_len {
+            self.vals.resize(base + max_len, T::default());
+        }
+        let mut sink = RowSink {
+            cols: self.cols.get_mut(base..).unwrap_or_default(),
+            vals: self.vals.get_mut(base..).unwrap_or_default(),
+            len: 0,
+            next: 0,
+            sorted: true,
+        };
+        let result = fill(&mut sink);
+        let (len, sorted) = (sink.len, sink.sorted);
+        self.len = base + len;
+        self.open_sorted = sorted;
+        self.end_row();
+        result
     }
 
     /// Closes the row being built (possibly empty).
     pub fn end_row(&mut self) {
-        self.start.push(self.cols.len());
+        self.start.push(self.len);
         self.sorted.push(self.open_sorted);
         self.open_sorted = true;
+        self.open_next = 0;
     }
 
     /// Number of closed rows.
@@ -63,7 +139,7 @@ impl<T: Copy> Csr<T> {
 
     /// Number of entries.
     pub fn nnz(&self) -> usize {
-        self.cols.len()
+        self.len
     }
 
     fn range(&self, i: usize) -> std::ops::Range<usize> {
@@ -93,22 +169,6 @@ impl<T: Copy> Csr<T> {
     /// Whether row `i`'s columns strictly increase.
     pub fn is_sorted(&self, i: usize) -> bool {
         self.sorted.get(i).copied().unwrap_or(true)
-    }
-
-    /// All values, row after row.
-    pub fn values(&self) -> &[T] {
-        &self.vals
-    }
-
-    /// The same rows and columns with values `f(value)`.
-    pub fn map<U: Copy>(&self, f: impl Fn(T) -> U) -> Csr<U> {
-        Csr {
-            start: self.start.clone(),
-            cols: self.cols.clone(),
-            vals: self.vals.iter().map(|&v| f(v)).collect(),
-            sorted: self.sorted.clone(),
-            open_sorted: true,
-        }
     }
 
     /// Rewrites every row in place: `f(i, j, v)` gives the entry's new value, or `None` to drop it.
@@ -144,8 +204,7 @@ impl<T: Copy> Csr<T> {
             }
             read_start = read_end;
         }
-        self.cols.truncate(write);
-        self.vals.truncate(write);
+        self.len = write;
     }
 
     /// Sorts row `i` by column (rows hold a column at most once, so the order is total).
@@ -185,6 +244,36 @@ impl<T: Copy> Csr<T> {
             m.end_row();
         }
         m
+    }
+}
+
+/// Writes one row of a [`Csr`]; see [`Csr::append_row`].
+#[derive(Debug)]
+pub struct RowSink<'a, T> {
+    cols: &'a mut [u16],
+    vals: &'a mut [T],
+    len: usize,
+    next: u32,
+    sorted: bool,
+}
+
+impl<T> RowSink<'_, T> {
+    /// Appends `(j, v)`; entries past the row's announced length are dropped (never happens when
+    /// the caller's bound is right).
+    #[inline]
+    pub fn push(&mut self, j: u16, v: T) {
+        if let (Some(c), Some(x)) = (self.cols.get_mut(self.len), self.vals.get_mut(self.len)) {
+            *c = j;
+            *x = v;
+            self.len += 1;
+            self.sorted &= u32::from(j) >= self.next;
+            self.next = u32::from(j) + 1;
+        }
+    }
+
+    /// The values written so far, to change in place.
+    pub fn values_mut(&mut self) -> &mut [T] {
+        self.vals.get_mut(..self.len).unwrap_or_default()
     }
 }
 
@@ -334,14 +423,16 @@ fn weighted_quantile(
     let span = hi.wrapping_sub(lo) as u64;
     let shift = (u64::BITS - span.leading_zeros()).saturating_sub(BUCKET_BITS);
     let bucket = |s: i64| ((s.wrapping_sub(lo) as u64) >> shift) as usize;
-    let mut mass = [0i128; 1 << BUCKET_BITS];
+    // Stakes are normalised (each at most 1, that is 2^32 bits, at most 65535 voters): every sum
+    // fits an i64 with room to spare.
+    let mut mass = [0i64; 1 << BUCKET_BITS];
     for (s, st) in score.iter().zip(stake) {
         if let Some(m) = mass.get_mut(bucket(s.to_bits())) {
-            *m += i128::from(st.to_bits());
+            *m += st.to_bits();
         }
     }
-    let minority = i128::from(minority.to_bits());
-    let mut below = 0i128;
+    let minority = minority.to_bits();
+    let mut below = 0i64;
     let mut crossing = None;
     for (b, &m) in mass.iter().enumerate() {
         if below + m > minority {
@@ -367,7 +458,7 @@ fn weighted_quantile(
         while let Some(&(u, st)) = candidates.get(k)
             && u == v
         {
-            below += i128::from(st);
+            below += st;
             k += 1;
         }
         if below > minority {
@@ -428,27 +519,57 @@ pub fn weighted_median_cols(
         })
         .collect();
 
-    // Walk the columns in order with one cursor per voter, filling that column's scores.
-    let mut cursors = vec![0usize; rows.len()];
-    let mut score = vec![I32F32::ZERO; rows.len()];
+    // Transpose a block of columns at a time into a small column-major tile (one column's scores
+    // contiguous), walking each voter's row forward with a cursor: rows are read in order, and the
+    // tile stays in cache while the block's medians read it.
+    let voters = rows.len();
+    let mut cursors = vec![0usize; voters];
+    let mut tile = vec![I32F32::ZERO; MEDIAN_BLOCK * voters];
     let mut candidates = Vec::new();
-    (0..n)
-        .map(|c| {
-            for (((cols, vals), cursor), cell) in
-                rows.iter().zip(cursors.iter_mut()).zip(score.iter_mut())
-            {
-                match (cols.get(*cursor), vals.get(*cursor)) {
-                    (Some(&j), Some(&v)) if usize::from(j) == c => {
-                        *cell = v;
-                        *cursor += 1;
-                    }
-                    _ => *cell = I32F32::ZERO,
+    let mut consensus = Vec::with_capacity(n);
+    for c0 in (0..n).step_by(MEDIAN_BLOCK) {
+        let width = MEDIAN_BLOCK.min(n - c0);
+        for (v, ((cols, vals), cursor)) in rows.iter().zip(cursors.iter_mut()).enumerate() {
+            let k = *cursor;
+            let end = cols
+                .get(k..)
+                .unwrap_or_default()
+                .iter()
+                .position(|&j| usize::from(j) >= c0 + width)
+                .map_or(cols.len(), |p| k + p);
+            let (Some(in_cols), Some(in_vals)) = (cols.get(k..end), vals.get(k..end)) else {
+                continue;
+            };
+            if in_cols.len() < width {
+                // Columns this voter does not weight score 0.
+                for slot in tile.iter_mut().skip(v).step_by(voters).take(width) {
+                    *slot = I32F32::ZERO;
                 }
             }
-            weighted_quantile(&score, &use_stake, minority, &mut candidates)
-        })
-        .collect()
+            for (&j, &x) in in_cols.iter().zip(in_vals) {
+                if let Some(slot) = tile.get_mut((usize::from(j) - c0) * voters + v) {
+                    *slot = x;
+                }
+            }
+            *cursor = end;
+        }
+        for score in tile.chunks_exact(voters.max(1)).take(width) {
+            consensus.push(weighted_quantile(
+                score,
+                &use_stake,
+                minority,
+                &mut candidates,
+            ));
+        }
+        if voters == 0 {
+            consensus.extend(std::iter::repeat_n(I32F32::ZERO, width));
+        }
+    }
+    consensus
 }
+
+/// Columns transposed at a time for the median: 32 columns of 256 voters is a 64 KiB tile.
+const MEDIAN_BLOCK: usize = 32;
 
 #[cfg(test)]
 mod tests {
