@@ -22,6 +22,7 @@ use agora_protocols::{
     QueryWireRequest, QueryWireResponse, Reachability, SecretKey, Signed, advert::MAX_ADVERT_ADDRS,
 };
 use futures::StreamExt;
+use libp2p::core::transport::ListenerId;
 use libp2p::kad::{self, QueryId};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
@@ -123,9 +124,18 @@ pub struct EventLoop {
     peer_info: HashMap<PeerId, PeerInfo>,
     nat: autonat::NatStatus,
     relays: HashSet<PeerId>,
-    relay_requested: bool,
+    /// The listener asking a relay for a reservation, while one is asked for or held.
+    relay_listener: Option<ListenerId>,
+    /// When a refused or lost reservation may be asked for again, and the pause after that.
+    relay_retry: (Option<Instant>, Duration),
     provided_at_table_size: Option<usize>,
 }
+
+/// First pause before asking a relay again after a refused or lost reservation (a relay that
+/// does not know its own public address yet refuses reservations until AutoNAT confirms one).
+const RELAY_RETRY_FIRST: Duration = Duration::from_secs(5);
+/// Longest pause between two reservation attempts.
+const RELAY_RETRY_MAX: Duration = Duration::from_secs(300);
 
 impl std::fmt::Debug for EventLoop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -177,7 +187,8 @@ impl EventLoop {
             peer_info: HashMap::new(),
             nat: autonat::NatStatus::Unknown,
             relays: HashSet::new(),
-            relay_requested: false,
+            relay_listener: None,
+            relay_retry: (None, RELAY_RETRY_FIRST),
             provided_at_table_size: None,
         }
     }
@@ -227,8 +238,43 @@ impl EventLoop {
     fn listen_via_relay(&mut self, relay_addr: &Multiaddr) {
         let circuit = relay_addr.clone().with(Protocol::P2pCircuit);
         match self.swarm.listen_on(circuit.clone()) {
-            Ok(_) => tracing::info!(%circuit, "asking for a relay reservation"),
-            Err(e) => tracing::warn!(%circuit, error = %e, "cannot listen via relay"),
+            Ok(id) => {
+                tracing::info!(%circuit, "asking for a relay reservation");
+                self.relay_listener = Some(id);
+            }
+            Err(e) => {
+                tracing::warn!(%circuit, error = %e, "cannot listen via relay");
+                self.relay_failed();
+            }
+        }
+    }
+
+    /// Whether this node should hold a relay reservation now: always with `RelayMode::Always`,
+    /// with `Auto` once AutoNAT says it is private.
+    fn wants_relay(&self) -> bool {
+        match self.config.relay {
+            RelayMode::Always => true,
+            RelayMode::Auto => matches!(self.nat, autonat::NatStatus::Private),
+            RelayMode::Never => false,
+        }
+    }
+
+    /// The reservation was refused or lost: ask again after a pause that doubles each time.
+    fn relay_failed(&mut self) {
+        self.relay_listener = None;
+        let (_, pause) = self.relay_retry;
+        self.relay_retry = (
+            Some(Instant::now() + pause),
+            (pause * 2).min(RELAY_RETRY_MAX),
+        );
+    }
+
+    /// Asks for a reservation if one is wanted, none is asked for or held, and any pause after a
+    /// failure is over (called when something changed, and on the discovery tick).
+    fn maybe_request_relay(&mut self) {
+        let paused = self.relay_retry.0.is_some_and(|at| Instant::now() < at);
+        if self.wants_relay() && self.relay_listener.is_none() && !paused {
+            self.request_relay();
         }
     }
 
@@ -491,12 +537,22 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 self.peer_info.entry(peer_id).or_default();
-                if self.config.relay == RelayMode::Always
-                    && !self.relay_requested
-                    && self.is_bootstrap(&peer_id)
-                {
-                    self.request_relay();
+                if self.config.relay == RelayMode::Always && self.is_bootstrap(&peer_id) {
+                    self.maybe_request_relay();
                 }
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } if self.relay_listener == Some(listener_id) => {
+                match reason {
+                    Ok(()) => tracing::info!("relay reservation ended; asking again later"),
+                    Err(e) => {
+                        tracing::info!(error = %e, "relay reservation refused or lost; asking again later")
+                    }
+                }
+                self.relay_failed();
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
@@ -506,7 +562,6 @@ impl EventLoop {
                 self.peer_info.remove(&peer_id);
                 if self.relays.remove(&peer_id) {
                     tracing::info!(relay = %peer_id, "lost the relay");
-                    self.relay_requested = false;
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
@@ -583,6 +638,7 @@ impl EventLoop {
                 if let relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } = event {
                     tracing::info!(relay = %relay_peer_id, "relay reservation accepted");
                     self.relays.insert(relay_peer_id);
+                    self.relay_retry = (None, RELAY_RETRY_FIRST);
                 }
             }
             BehaviourEvent::Dcutr(event) => {
@@ -628,12 +684,8 @@ impl EventLoop {
         }
         // A private node reserves through a relay as soon as it knows one that supports the hop
         // protocol.
-        if self.config.relay == RelayMode::Auto
-            && !self.relay_requested
-            && matches!(self.nat, autonat::NatStatus::Private)
-            && self.is_bootstrap(&peer_id)
-        {
-            self.request_relay();
+        if self.config.relay == RelayMode::Auto && self.is_bootstrap(&peer_id) {
+            self.maybe_request_relay();
         }
     }
 
@@ -653,7 +705,6 @@ impl EventLoop {
             .cloned()
             .collect();
         if let Some(addr) = connected.first() {
-            self.relay_requested = true;
             self.listen_via_relay(addr);
         }
     }
@@ -671,11 +722,8 @@ impl EventLoop {
             };
             self.swarm.behaviour_mut().kad.set_mode(Some(mode));
         }
-        if matches!(self.nat, autonat::NatStatus::Private)
-            && self.config.relay == RelayMode::Auto
-            && !self.relay_requested
-        {
-            self.request_relay();
+        if self.config.relay == RelayMode::Auto {
+            self.maybe_request_relay();
         }
     }
 
@@ -1159,6 +1207,7 @@ impl EventLoop {
     /// provider records while the routing table is still growing (records put before peers were
     /// known reached nobody).
     fn discover(&mut self) {
+        self.maybe_request_relay();
         let size = self.routing_table_size();
         if size > 0 {
             self.swarm
