@@ -4,9 +4,15 @@
 //! carried from a warm-up epoch so they are as dense as the weights. Both timings come from the
 //! same run, so the ratio is what to compare across machines (DESIGN.md, "Targets").
 //!
+//! Each epoch is timed twice: `run_epoch` (fresh buffers, as a one-off caller runs it) and
+//! `run_epoch_with` in an `EpochScratch` kept from the previous epoch (as a node running epoch
+//! after epoch would): the difference is the cost of mapping fresh memory for the matrices.
+//!
 //! Run with `cargo bench -p agora-ledger --bench yuma_epoch`; prints a markdown table.
 
-use agora_ledger::consensus::{EpochInput, EpochParams, EpochState, run_epoch};
+use agora_ledger::consensus::{
+    EpochInput, EpochParams, EpochScratch, EpochState, run_epoch, run_epoch_with,
+};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -139,9 +145,9 @@ fn main() {
     println!("n = {N}, validators = {VALIDATORS}, stored weights = {weights_total}");
     println!();
     println!(
-        "| variant | epoch: best (median) | weight-sum pass: best (median) | wall ratio: best (median) | CPU-time ratio |"
+        "| variant | epoch, fresh buffers: best (median) | epoch, reused buffers: best (median) | weight-sum pass: best (median) | wall ratio, best: fresh / reused | CPU-time ratio: fresh / reused |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for (name, yuma3, liquid) in [
         ("legacy bonds", false, false),
         ("Yuma3", true, false),
@@ -150,7 +156,7 @@ fn main() {
         let mut inp = input(yuma3, liquid);
         // Warm-up epoch: carry its bonds and permits so the timed epoch has dense bonds.
         let Ok(first) = run_epoch(&inp) else {
-            println!("| {name} | input refused | | |");
+            println!("| {name} | input refused | | | | |");
             continue;
         };
         inp.state.bonds = first
@@ -159,25 +165,32 @@ fn main() {
             .map(|r| r.iter().map(|&(j, v)| (u64::from(j), v)).collect())
             .collect();
         inp.state.validator_permit = first.validator_permit;
+        let mut scratch = EpochScratch::default();
         let (base_best, base_median) = time(101, || sum_weights(black_box(&inp)));
         let (best, median) = time(9, || run_epoch(black_box(&inp)));
-        let cpu_ratio = match (
-            cpu_per_run(9, || run_epoch(black_box(&inp))),
-            cpu_per_run(2001, || sum_weights(black_box(&inp))),
-        ) {
+        let (reused_best, reused_median) =
+            time(9, || run_epoch_with(black_box(&inp), &mut scratch));
+        let base_cpu = cpu_per_run(2001, || sum_weights(black_box(&inp)));
+        let cpu_ratio = |epoch: Option<f64>| match (epoch, base_cpu) {
             (Some(e), Some(b)) if b > 0.0 => format!("{:.0}x", e / b),
             _ => "n/a".to_owned(),
         };
+        let fresh_cpu = cpu_ratio(cpu_per_run(21, || run_epoch(black_box(&inp))));
+        let reused_cpu = cpu_ratio(cpu_per_run(21, || {
+            run_epoch_with(black_box(&inp), &mut scratch)
+        }));
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-12);
         println!(
-            "| {name} | {:.1} ms ({:.1} ms) | {:.3} ms ({:.3} ms) | {:.0}x ({:.0}x) | {cpu_ratio} |",
+            "| {name} | {:.1} ms ({:.1} ms) | {:.1} ms ({:.1} ms) | {:.3} ms ({:.3} ms) | {:.0}x / {:.0}x | {fresh_cpu} / {reused_cpu} |",
             ms(best),
             ms(median),
+            ms(reused_best),
+            ms(reused_median),
             ms(base_best),
             ms(base_median),
             ratio(best, base_best),
-            ratio(median, base_median),
+            ratio(reused_best, base_best),
         );
     }
 }

@@ -190,17 +190,27 @@ pub fn legacy(inp: BondInputs<'_>) -> BondOutputs {
 /// for the rest.
 fn store(m: &Csr<I32F32>, permits: &[bool], value: impl Fn(u16, I32F32) -> I32F32) -> StoredBonds {
     (0..m.rows())
-        .zip(permits)
-        .map(|(i, &permit)| {
-            if !permit {
-                return Vec::new();
-            }
+        .map(|i| {
             let (cols, vals) = m.row(i);
-            cols.iter()
-                .zip(vals)
-                .map(|(&j, &v)| (j, value(j, v).proportion_to_u16()))
-                .collect()
+            let permit = permits.get(i).copied().unwrap_or(false);
+            store_row(cols, vals, permit, &value)
         })
+        .collect()
+}
+
+/// One row of [`store`].
+fn store_row(
+    cols: &[u16],
+    vals: &[I32F32],
+    permit: bool,
+    value: impl Fn(u16, I32F32) -> I32F32,
+) -> Vec<(u16, u16)> {
+    if !permit {
+        return Vec::new();
+    }
+    cols.iter()
+        .zip(vals)
+        .map(|(&j, &v)| (j, value(j, v).proportion_to_u16()))
         .collect()
 }
 
@@ -238,25 +248,30 @@ pub fn yuma3(inp: BondInputs<'_>, liquid: Option<LiquidAlpha>) -> BondOutputs {
         ),
     };
     let dividers = sparse::column_dividers(&ema.col_sums);
-    // `vec_mul` uses checked_mul: an overflowing product becomes 0, not a saturated value.
-    let mut dividends: Vec<I32F32> = (0..ema.m.rows())
-        .map(|i| {
-            let (cols, vals) = ema.m.row(i);
-            let per_validator = cols.iter().zip(vals).fold(I32F32::ZERO, |acc, (&j, &b)| {
-                let inc = inp
-                    .incentive
-                    .get(usize::from(j))
-                    .copied()
-                    .unwrap_or_default();
-                acc.saturating_add(divide(&dividers, j, b).saturating_mul(inc))
-            });
-            let stake = inp.active_stake.get(i).copied().unwrap_or_default();
-            per_validator.checked_mul(stake).unwrap_or_default()
-        })
-        .collect();
+    // One pass over the new bonds for both the dividends (`colnorm(B) · I`, each entry divided as
+    // it is read) and the rows to store, while each row is in cache.
+    let rows = ema.m.rows();
+    let mut dividends = Vec::with_capacity(rows);
+    let mut stored = Vec::with_capacity(rows);
+    for i in 0..rows {
+        let (cols, vals) = ema.m.row(i);
+        let per_validator = cols.iter().zip(vals).fold(I32F32::ZERO, |acc, (&j, &b)| {
+            let inc = inp
+                .incentive
+                .get(usize::from(j))
+                .copied()
+                .unwrap_or_default();
+            acc.saturating_add(divide(&dividers, j, b).saturating_mul(inc))
+        });
+        let stake = inp.active_stake.get(i).copied().unwrap_or_default();
+        // `vec_mul` uses checked_mul: an overflowing product becomes 0, not a saturated value.
+        dividends.push(per_validator.checked_mul(stake).unwrap_or_default());
+        let permit = inp.new_permit.get(i).copied().unwrap_or(false);
+        stored.push(store_row(cols, vals, permit, |_, v| v));
+    }
     sparse::normalize(&mut dividends);
     BondOutputs {
-        bonds_to_store: store(ema.m, inp.new_permit, |_, v| v),
+        bonds_to_store: stored,
         dividends,
     }
 }

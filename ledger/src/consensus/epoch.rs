@@ -93,9 +93,21 @@ impl RowCheck {
         row: usize,
         entries: &[(u64, u16)],
     ) -> Result<(), EpochError> {
-        // Strictly increasing uids cannot repeat, and are all in range when the last one is:
-        // one comparison per entry instead of two passes through a dense marker row.
-        if strictly_increasing(entries) && entries.last().is_none_or(|&(uid, _)| uid < self.n) {
+        self.check_increasing(field, row, entries, strictly_increasing(entries))
+    }
+
+    /// [`RowCheck::check`] for a row already read, `increasing` telling whether its uids
+    /// strictly increase: strictly increasing uids cannot repeat, and are all in range when the
+    /// last one is, so one comparison per entry (made while the row was read) replaces two passes
+    /// through a dense marker row.
+    fn check_increasing(
+        &mut self,
+        field: &'static str,
+        row: usize,
+        entries: &[(u64, u16)],
+        increasing: bool,
+    ) -> Result<(), EpochError> {
+        if increasing && entries.last().is_none_or(|&(uid, _)| uid < self.n) {
             return Ok(());
         }
         let last = i128::from(self.n) - 1;
@@ -151,18 +163,22 @@ fn masked_weights(
     let entries = s.weights.iter().map(Vec::len).sum();
     w.clear_with_capacity(n, entries);
     for (i, row) in s.weights.iter().enumerate() {
-        check.check("weights", i, row)?;
         if !prev_permit.get(i).copied().unwrap_or(false) {
+            check.check("weights", i, row)?;
             w.end_row();
             continue;
         }
         let updated = s.last_update.get(i).copied().unwrap_or(0);
-        w.append_row(row.len(), |out| {
+        // The row is checked after it is read (an error discards the matrix anyway).
+        let increasing = w.append_row(row.len(), |out| {
             // The chain sums the row in I32F32 (saturating); the values are integers, so an
             // integer sum saturated once at the end is the same number.
             let mut total = 0u64;
+            let mut increasing = true;
+            let mut next_uid = 0u64;
             for &(j, v) in row {
-                // Checked above: j < n <= 65535.
+                increasing &= j >= next_uid;
+                next_uid = j.saturating_add(1);
                 let Ok(j16) = u16::try_from(j) else {
                     continue;
                 };
@@ -184,7 +200,9 @@ fn masked_weights(
                     *v = div.safe_div(*v);
                 }
             }
+            increasing
         });
+        check.check_increasing("weights", i, row, increasing)?;
     }
     Ok(())
 }
@@ -201,9 +219,12 @@ fn masked_bonds(
     let entries = s.bonds.iter().map(Vec::len).sum();
     b.clear_with_capacity(s.bonds.len(), entries);
     for (i, row) in s.bonds.iter().enumerate() {
-        check.check("bonds", i, row)?;
-        b.append_row(row.len(), |out| {
+        let increasing = b.append_row(row.len(), |out| {
+            let mut increasing = true;
+            let mut next_uid = 0u64;
             for &(j, v) in row {
+                increasing &= j >= next_uid;
+                next_uid = j.saturating_add(1);
                 if let Ok(j16) = u16::try_from(j)
                     && last_tempo
                         > s.block_at_registration
@@ -214,7 +235,9 @@ fn masked_bonds(
                     out.push(j16, v);
                 }
             }
+            increasing
         });
+        check.check_increasing("bonds", i, row, increasing)?;
     }
     Ok(())
 }

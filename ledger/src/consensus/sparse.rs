@@ -171,37 +171,33 @@ impl<T: Copy> Csr<T> {
         self.sorted.get(i).copied().unwrap_or(true)
     }
 
-    /// Rewrites every row in place: `f(i, j, v)` gives the entry's new value, or `None` to drop it.
-    /// Kept entries stay in their order.
-    pub fn filter_map_in_place(&mut self, mut f: impl FnMut(usize, u16, T) -> Option<T>) {
+    /// Rewrites every row in place: `f(i, cols, vals)` may change values and move the entries it
+    /// keeps to the front of the row (in any order), and returns how many it kept. Rows are then
+    /// closed up; when nothing is dropped nothing moves.
+    pub fn compact_rows(&mut self, mut f: impl FnMut(usize, &mut [u16], &mut [T]) -> usize) {
         let mut write = 0;
         let mut read_start = 0;
         for i in 0..self.rows() {
             let read_end = self.start.get(i + 1).copied().unwrap_or(read_start);
-            let row_begin = write;
-            let mut sorted = true;
-            for k in read_start..read_end {
-                let (Some(&j), Some(&v)) = (self.cols.get(k), self.vals.get(k)) else {
-                    continue;
-                };
-                let Some(v) = f(i, j, v) else {
-                    continue;
-                };
-                if write > row_begin && self.cols.get(write - 1).is_some_and(|&last| last >= j) {
-                    sorted = false;
-                }
-                if let (Some(c), Some(x)) = (self.cols.get_mut(write), self.vals.get_mut(write)) {
-                    *c = j;
-                    *x = v;
-                }
-                write += 1;
+            let kept = match (
+                self.cols.get_mut(read_start..read_end),
+                self.vals.get_mut(read_start..read_end),
+            ) {
+                (Some(c), Some(v)) => f(i, c, v).min(read_end - read_start),
+                _ => 0,
+            };
+            if write != read_start && read_start + kept <= self.len {
+                self.cols.copy_within(read_start..read_start + kept, write);
+                self.vals.copy_within(read_start..read_start + kept, write);
+            }
+            if let Some(sorted) = self.sorted.get_mut(i) {
+                let cols = self.cols.get(write..write + kept).unwrap_or_default();
+                *sorted = cols.windows(2).all(|w| matches!(w, [a, b] if a < b));
             }
             if let Some(s) = self.start.get_mut(i + 1) {
-                *s = write;
+                *s = write + kept;
             }
-            if let Some(s) = self.sorted.get_mut(i) {
-                *s = sorted;
-            }
+            write += kept;
             read_start = read_end;
         }
         self.len = write;
@@ -345,34 +341,47 @@ pub fn clip_score_and_blend(
 ) -> (Vec<I32F32>, Vec<I32F32>) {
     let mut trust = vec![I32F32::ZERO; w.rows()];
     let mut incentive = vec![I32F32::ZERO; n];
-    let clip = |j: u16, v: I32F32| {
-        let th = consensus.get(usize::from(j)).copied().unwrap_or_default();
-        if th < v {
-            (th > I32F32::ZERO).then_some(th)
-        } else {
-            Some(v)
-        }
-    };
-    w.filter_map_in_place(|i, j, v| {
-        let clipped = clip(j, v);
-        if let Some(c) = clipped {
-            let scale = stake.get(i).copied();
-            if let Some(t) = trust.get_mut(i) {
-                *t = t.saturating_add(c);
+    w.compact_rows(|i, cols, vals| {
+        let scale = stake.get(i).copied();
+        let mut row_trust = I32F32::ZERO;
+        let mut kept = 0;
+        for k in 0..cols.len() {
+            let (Some(&j), Some(&v)) = (cols.get(k), vals.get(k)) else {
+                break;
+            };
+            let th = consensus.get(usize::from(j)).copied().unwrap_or_default();
+            let clipped = if th < v {
+                (th > I32F32::ZERO).then_some(th)
+            } else {
+                Some(v)
+            };
+            if let Some(c) = clipped {
+                row_trust = row_trust.saturating_add(c);
+                if let (Some(s), Some(o)) = (scale, incentive.get_mut(usize::from(j))) {
+                    *o = o.saturating_add(s.saturating_mul(c));
+                }
             }
-            if let (Some(s), Some(o)) = (scale, incentive.get_mut(usize::from(j))) {
-                *o = o.saturating_add(s.saturating_mul(c));
+            let for_bonds = if beta == I32F32::ZERO {
+                Some(v)
+            } else if beta == I32F32::ONE {
+                clipped
+            } else {
+                let c = clipped.unwrap_or_default();
+                let interp = v.saturating_add(beta.saturating_mul(c.saturating_sub(v)));
+                (interp > I32F32::ZERO).then_some(interp)
+            };
+            if let Some(x) = for_bonds {
+                if let (Some(cj), Some(xv)) = (cols.get_mut(kept), vals.get_mut(kept)) {
+                    *cj = j;
+                    *xv = x;
+                }
+                kept += 1;
             }
         }
-        if beta == I32F32::ZERO {
-            Some(v)
-        } else if beta == I32F32::ONE {
-            clipped
-        } else {
-            let c = clipped.unwrap_or_default();
-            let interp = v.saturating_add(beta.saturating_mul(c.saturating_sub(v)));
-            (interp > I32F32::ZERO).then_some(interp)
+        if let Some(t) = trust.get_mut(i) {
+            *t = row_trust;
         }
+        kept
     });
     if beta != I32F32::ZERO && beta != I32F32::ONE {
         for i in 0..w.rows() {
@@ -521,38 +530,65 @@ pub fn weighted_median_cols(
 
     // Transpose a block of columns at a time into a small column-major tile (one column's scores
     // contiguous), walking each voter's row forward with a cursor: rows are read in order, and the
-    // tile stays in cache while the block's medians read it.
+    // tile stays in cache while the block's medians read it. Voters whose rows cover the whole
+    // block are copied eight at a time, so each write fills a cache line of the tile.
     let voters = rows.len();
     let mut cursors = vec![0usize; voters];
+    let mut ends = vec![0usize; voters];
     let mut tile = vec![I32F32::ZERO; MEDIAN_BLOCK * voters];
     let mut candidates = Vec::new();
     let mut consensus = Vec::with_capacity(n);
     for c0 in (0..n).step_by(MEDIAN_BLOCK) {
         let width = MEDIAN_BLOCK.min(n - c0);
-        for (v, ((cols, vals), cursor)) in rows.iter().zip(cursors.iter_mut()).enumerate() {
-            let k = *cursor;
-            let end = cols
-                .get(k..)
-                .unwrap_or_default()
+        for ((cols, _), (&k, end)) in rows.iter().zip(cursors.iter().zip(ends.iter_mut())) {
+            let rest = cols.get(k..).unwrap_or_default();
+            *end = k + rest
                 .iter()
                 .position(|&j| usize::from(j) >= c0 + width)
-                .map_or(cols.len(), |p| k + p);
-            let (Some(in_cols), Some(in_vals)) = (cols.get(k..end), vals.get(k..end)) else {
-                continue;
-            };
-            if in_cols.len() < width {
-                // Columns this voter does not weight score 0.
-                for slot in tile.iter_mut().skip(v).step_by(voters).take(width) {
-                    *slot = I32F32::ZERO;
-                }
-            }
-            for (&j, &x) in in_cols.iter().zip(in_vals) {
-                if let Some(slot) = tile.get_mut((usize::from(j) - c0) * voters + v) {
-                    *slot = x;
-                }
-            }
-            *cursor = end;
+                .unwrap_or(rest.len());
         }
+        // A voter's entries in the block (columns ascending, all in the block).
+        let block = |u: usize| {
+            let (cols, vals) = rows.get(u).copied().unwrap_or_default();
+            let range = cursors.get(u).copied().unwrap_or(0)..ends.get(u).copied().unwrap_or(0);
+            (
+                cols.get(range.clone()).unwrap_or_default(),
+                vals.get(range).unwrap_or_default(),
+            )
+        };
+        let mut v = 0;
+        while v < voters {
+            let group = VOTER_GROUP.min(voters - v);
+            let full = |u: usize| block(u).0.len() == width;
+            if group == VOTER_GROUP && (v..v + group).all(full) {
+                let src: [&[I32F32]; VOTER_GROUP] = std::array::from_fn(|t| block(v + t).1);
+                for (c, column) in tile.chunks_exact_mut(voters).take(width).enumerate() {
+                    if let Some(dst) = column.get_mut(v..v + group) {
+                        for (d, s) in dst.iter_mut().zip(&src) {
+                            *d = s.get(c).copied().unwrap_or_default();
+                        }
+                    }
+                }
+            } else {
+                for u in v..v + group {
+                    let (in_cols, in_vals) = block(u);
+                    if in_cols.len() < width {
+                        // Columns this voter does not weight score 0.
+                        for slot in tile.iter_mut().skip(u).step_by(voters).take(width) {
+                            *slot = I32F32::ZERO;
+                        }
+                    }
+                    for (&j, &x) in in_cols.iter().zip(in_vals) {
+                        let at = usize::from(j).checked_sub(c0).map(|c| c * voters + u);
+                        if let Some(slot) = at.and_then(|at| tile.get_mut(at)) {
+                            *slot = x;
+                        }
+                    }
+                }
+            }
+            v += group;
+        }
+        cursors.copy_from_slice(&ends);
         for score in tile.chunks_exact(voters.max(1)).take(width) {
             consensus.push(weighted_quantile(
                 score,
@@ -567,6 +603,9 @@ pub fn weighted_median_cols(
     }
     consensus
 }
+
+/// Voters copied together into the median's tile: eight `I32F32` are one cache line.
+const VOTER_GROUP: usize = 8;
 
 /// Columns transposed at a time for the median: 32 columns of 256 voters is a 64 KiB tile.
 const MEDIAN_BLOCK: usize = 32;
@@ -768,18 +807,29 @@ mod tests {
     }
 
     #[test]
-    fn filter_map_in_place_compacts_rows_and_tracks_order() {
+    fn compact_rows_closes_up_rows_and_tracks_order() {
         let mut m = Csr::from_rows(&[
             vec![(3, 1u16), (1, 2), (4, 3)],
             vec![],
             vec![(0, 4), (2, 5)],
         ]);
         assert!(!m.is_sorted(0));
-        m.filter_map_in_place(|_, j, v| (j != 1).then_some(v * 10));
+        m.compact_rows(|_, cols, vals| {
+            let mut kept = 0;
+            for k in 0..cols.len() {
+                if cols[k] != 1 {
+                    cols[kept] = cols[k];
+                    vals[kept] = vals[k] * 10;
+                    kept += 1;
+                }
+            }
+            kept
+        });
         assert_eq!(
             m.to_rows(),
             vec![vec![(3, 10), (4, 30)], vec![], vec![(0, 40), (2, 50)]]
         );
         assert!(m.is_sorted(0) && m.is_sorted(2));
+        assert_eq!(m.nnz(), 4);
     }
 }
