@@ -27,72 +27,21 @@
 
 mod common;
 
-use common::{DEADLINE, Proc, bootstrap_binary};
+use common::netns::{Namespaces, in_ns, ip, is_root, wait_until};
+use common::{Proc, bootstrap_binary};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const MODEL: &str = "partition-test-model";
 const SUBNET_PREFIX: &str = "10.77.0";
 
-/// Runs `ip ARGS`, returning stderr on failure.
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run `ip` (iproute2): {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "`ip {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .ok()
-        .is_some_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// The test's namespaces; deleted on drop (which also deletes the veth pairs and the bridge).
-struct Namespaces(Vec<String>);
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in &self.0 {
-            if let Err(e) = ip(&["netns", "del", ns]) {
-                eprintln!("cleanup: {e}");
-            }
-        }
-    }
-}
-
-impl Namespaces {
-    fn name(&self, host: usize) -> &str {
-        &self.0[host]
-    }
-}
-
 /// Makes three namespaces: h0 holds the bridge (10.77.0.1), h1 and h2 hang off it through veth
 /// pairs named v1 and v2 on the bridge side, eth0 on theirs.
 fn make_hosts() -> Result<Namespaces, String> {
-    let pid = std::process::id();
-    let mut hosts = Namespaces(Vec::new());
-    for i in 0..3 {
-        let name = format!("agora-part-{pid}-h{i}");
-        ip(&["netns", "add", &name])?;
-        hosts.0.push(name.clone());
-        ip(&["-n", &name, "link", "set", "lo", "up"])?;
-    }
+    let hosts = Namespaces::make("part", &["h0", "h1", "h2"])?;
     let h0 = hosts.name(0).to_string();
     ip(&["-n", &h0, "link", "add", "br0", "type", "bridge"])?;
     ip(&[
@@ -134,17 +83,6 @@ struct Node {
     peer: String,
     http: String,
     _proc: Proc,
-}
-
-fn in_ns(ns: &str, program: &Path, args: &[&str]) -> Vec<String> {
-    let mut all = vec![
-        "netns".to_string(),
-        "exec".to_string(),
-        ns.to_string(),
-        program.display().to_string(),
-    ];
-    all.extend(args.iter().map(|a| a.to_string()));
-    all
 }
 
 fn start_node(name: &str, ns: &str, host_ip: &str, bootstrap: &str) -> Node {
@@ -234,28 +172,6 @@ fn providers(node: &Node, dht: bool) -> Option<BTreeMap<String, (u64, String)>> 
             })
             .collect(),
     )
-}
-
-/// Polls `check` (None: done; Some: what is still missing) until done or the deadline; returns how
-/// long it took.
-fn wait_until(what: &str, mut check: impl FnMut() -> Option<String>) -> Duration {
-    let start = Instant::now();
-    loop {
-        match check() {
-            None => {
-                let took = start.elapsed();
-                eprintln!("{what}: after {:.1} s", took.as_secs_f64());
-                return took;
-            }
-            Some(missing) => {
-                assert!(
-                    start.elapsed() < DEADLINE,
-                    "timed out waiting for {what}: {missing}"
-                );
-            }
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 /// For every node: the set of other nodes whose adverts it holds with an age under `fresh_ms`
