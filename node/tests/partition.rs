@@ -174,6 +174,34 @@ fn providers(node: &Node, dht: bool) -> Option<BTreeMap<String, (u64, String)>> 
     )
 }
 
+/// The peers `node` holds an open connection to, through `agora peers`; a string saying why when
+/// its API did not answer (so that [`wait_until`] keeps waiting).
+fn connected(node: &Node) -> Result<BTreeSet<String>, String> {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &node.ns,
+            env!("CARGO_BIN_EXE_agora"),
+            "peers",
+            "--node",
+            &node.http,
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{}: agora peers: {e}", node.name))?;
+    Ok(rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["connected"] == true)
+        .filter_map(|r| r["peer"].as_str().map(String::from))
+        .collect())
+}
+
 /// For every node: the set of other nodes whose adverts it holds with an age under `fresh_ms`
 /// (adverts made since the moment that matters), compared with the set it should hold.
 fn check_views(
@@ -298,6 +326,24 @@ fn partition_and_heal_converge() {
     wait_until("each side to hold only its own providers", || {
         check_views(&nodes, &same_side, Some(since(cut_at)))
             .or_else(|| check_views(&nodes, &same_side, None))
+    });
+
+    // Connections across the cut do not linger half-open: three missed pings close them.
+    wait_until("connections across the cut to close", || {
+        for node in &nodes {
+            let open = match connected(node) {
+                Ok(open) => open,
+                Err(why) => return Some(why),
+            };
+            let across: Vec<&Node> = nodes
+                .iter()
+                .filter(|n| cut_off(n) != cut_off(node) && open.contains(&n.peer))
+                .collect();
+            if let Some(other) = across.first() {
+                return Some(format!("{} still connected to {}", node.name, other.name));
+            }
+        }
+        None
     });
 
     // 3. Heal: every node hears every provider again, with adverts made after the healing.

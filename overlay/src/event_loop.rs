@@ -26,7 +26,7 @@ use libp2p::core::transport::ListenerId;
 use libp2p::kad::{self, QueryId};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
-use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, autonat, gossipsub, identify, ping, relay};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -128,8 +128,14 @@ pub struct EventLoop {
     relay_listener: Option<ListenerId>,
     /// When a refused or lost reservation may be asked for again, and the pause after that.
     relay_retry: (Option<Instant>, Duration),
+    /// Failed pings in a row, per connection.
+    ping_failures: HashMap<ConnectionId, u32>,
     provided_at_table_size: Option<usize>,
 }
+
+/// Failed pings in a row after which a connection counts as dead and is closed (pings run every
+/// 15 s with a 20 s timeout, so a dead connection goes within about a minute).
+const PING_FAILURES_TO_CLOSE: u32 = 3;
 
 /// First pause before asking a relay again after a refused or lost reservation (a relay that
 /// does not know its own public address yet refuses reservations until AutoNAT confirms one).
@@ -189,6 +195,7 @@ impl EventLoop {
             relays: HashSet::new(),
             relay_listener: None,
             relay_retry: (None, RELAY_RETRY_FIRST),
+            ping_failures: HashMap::new(),
             provided_at_table_size: None,
         }
     }
@@ -521,6 +528,9 @@ impl EventLoop {
                 _ => {}
             }
         }
+        if let SwarmEvent::ConnectionClosed { connection_id, .. } = &event {
+            self.ping_failures.remove(connection_id);
+        }
         match event {
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -586,17 +596,7 @@ impl EventLoop {
                 if let Some(m) = &self.metrics {
                     libp2p::metrics::Recorder::record(m, &event);
                 }
-                // One failed ping is not a dead peer (concurrent pings from one remote can fail);
-                // the connection's own keep-alive and yamux decide that.
-                if let ping::Event {
-                    peer,
-                    result: Ok(rtt),
-                    ..
-                } = event
-                    && let Some(info) = self.peer_info.get_mut(&peer)
-                {
-                    info.rtt = Some(rtt);
-                }
+                self.on_ping(event);
             }
             BehaviourEvent::Kad(event) => {
                 if let Some(m) = &self.metrics {
@@ -655,6 +655,31 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Limits(never) => match never {},
+        }
+    }
+
+    /// Keeps each peer's round trip, and closes a connection whose pings failed
+    /// [`PING_FAILURES_TO_CLOSE`] times in a row. One failed ping is not a dead peer (concurrent
+    /// pings from one remote can fail), but after a network partition a TCP connection stays
+    /// half-open until the kernel gives up (minutes, or never without keep-alive probes): the peer
+    /// looks connected, nothing dials it again, and requests to it wait for their deadline.
+    fn on_ping(&mut self, event: ping::Event) {
+        match event.result {
+            Ok(rtt) => {
+                self.ping_failures.remove(&event.connection);
+                if let Some(info) = self.peer_info.get_mut(&event.peer) {
+                    info.rtt = Some(rtt);
+                }
+            }
+            Err(e) => {
+                let failures = self.ping_failures.entry(event.connection).or_insert(0);
+                *failures += 1;
+                if *failures >= PING_FAILURES_TO_CLOSE {
+                    tracing::info!(peer = %event.peer, error = %e, "pings failed {PING_FAILURES_TO_CLOSE} times in a row: closing the connection");
+                    self.ping_failures.remove(&event.connection);
+                    self.swarm.close_connection(event.connection);
+                }
+            }
         }
     }
 
