@@ -11,7 +11,13 @@
 //! Every node advertises the same model. Promises checked: the mesh forms (each node sees the three
 //! others' adverts by gossip and finds their provider records through Kademlia); while h2 is cut off,
 //! each side keeps hearing its own providers (fresh adverts) and drops the other side's once their
-//! adverts expire; once the link is back, every node hears every provider again (convergence).
+//! adverts expire, and connections across the cut close; once the link is back, every node hears
+//! every provider again (convergence).
+//!
+//! The ledger across the same cut: a chain (anvil on h0, 10.77.0.1:8545) orders it, and h1 and h2
+//! each mirror it with `agora chain follow`. A transfer made on h0 while h2 is cut off reaches
+//! h1's mirror; h2's mirror stops short of it (it cannot reach the chain, and never guesses); after
+//! healing, h2's mirror catches up to the same height and the same state root as h1's.
 //!
 //! Nodes are read through their local API (bound to 127.0.0.1 inside their namespace) with
 //! `ip netns exec NS agora providers --json`. Each node runs with `--loopback`, Agora's preset for
@@ -27,13 +33,17 @@
 
 mod common;
 
-use common::netns::{Namespaces, in_ns, ip, is_root, wait_until};
-use common::{Proc, bootstrap_binary};
+use agora_ledger::chain::anvil::{DEV_KEYS, default_binary as anvil_binary};
+use common::netns::{Namespaces, http, in_ns, ip, is_root, wait_until};
+use common::{COLD_PW, Proc, bootstrap_binary, new_wallet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const MODEL: &str = "partition-test-model";
 const SUBNET_PREFIX: &str = "10.77.0";
@@ -232,6 +242,179 @@ fn check_views(
     None
 }
 
+/// Blocks below the chain's head before the followers count a block final.
+const DEPTH: u64 = 2;
+
+/// The ledger across the partition: anvil on h0 ordering it, and its genesis.
+struct Ledger {
+    dir: PathBuf,
+    rpc: String,
+    contract: String,
+    start_block: u64,
+    _anvil: Proc,
+}
+
+impl Ledger {
+    fn genesis(&self) -> PathBuf {
+        self.dir.join("genesis.json")
+    }
+
+    fn mirror(&self, host: &str) -> PathBuf {
+        self.dir.join(host).join("ledger.log")
+    }
+
+    /// The ledger and chain flags for a process on `host` with its own mirror.
+    fn flags(&self, host: &str) -> Vec<String> {
+        [
+            "--ledger-log",
+            self.mirror(host).to_str().unwrap(),
+            "--ledger-genesis",
+            self.genesis().to_str().unwrap(),
+            "--chain-rpc",
+            &self.rpc,
+            "--chain-contract",
+            &self.contract,
+            "--chain-start-block",
+            &self.start_block.to_string(),
+            "--chain-depth",
+            &DEPTH.to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// One JSON-RPC call to anvil from inside `ns`: the `result`.
+    fn rpc(&self, ns: &str, method: &str, params: &str) -> Option<serde_json::Value> {
+        anvil_rpc(ns, &self.rpc, method, params)
+    }
+
+    /// The ledger height the followers count final now.
+    fn final_height(&self, ns: &str) -> u64 {
+        let head = self.rpc(ns, "eth_blockNumber", "[]").unwrap();
+        let head =
+            u64::from_str_radix(head.as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+        (head - DEPTH) - self.start_block + 1
+    }
+}
+
+/// One JSON-RPC call to the chain at `url` from inside `ns`: the `result`.
+fn anvil_rpc(ns: &str, url: &str, method: &str, params: &str) -> Option<serde_json::Value> {
+    let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{params}}}"#);
+    let response = http(
+        ns,
+        url.trim_start_matches("http://"),
+        &format!(
+            "POST / HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    let value: serde_json::Value = serde_json::from_str(body).ok()?;
+    Some(value["result"].clone())
+}
+
+/// `ip netns exec NS agora ARGS`, with the wallets of `dir` and the coldkey password at hand.
+fn agora_in_ns(ns: &str, dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_agora")])
+        .args(args)
+        .env("AGORA_WALLET_PATH", dir.join("wallets"))
+        .env("COLD_PW", COLD_PW)
+        .env("AGORA_CHAIN_KEY", DEV_KEYS[1])
+        .env("AGORA_CONFIG", "/dev/null")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "agora {args:?} in {ns} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Starts anvil on h0, deploys the contract and writes a genesis funding alice's coldkey.
+fn start_ledger(h0: &str, dir: &Path) -> Ledger {
+    let anvil = anvil_binary().expect("a home directory");
+    assert!(
+        anvil.exists(),
+        "anvil is missing at {} (scripts/setup-tools installs it)",
+        anvil.display()
+    );
+    let args = in_ns(
+        h0,
+        &anvil,
+        &[
+            "--host",
+            &format!("{SUBNET_PREFIX}.1"),
+            "--port",
+            "8545",
+            "--silent",
+        ],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut ledger = Ledger {
+        dir: dir.to_path_buf(),
+        rpc: format!("http://{SUBNET_PREFIX}.1:8545"),
+        contract: String::new(),
+        start_block: 0,
+        _anvil: Proc::start("anvil", Path::new("ip"), &args),
+    };
+    wait_until("anvil to answer", || {
+        ledger
+            .rpc(h0, "eth_chainId", "[]")
+            .is_none()
+            .then(|| "no answer yet".to_string())
+    });
+    let deployed = agora_in_ns(h0, dir, &["chain", "deploy", "--chain-rpc", &ledger.rpc]);
+    let field = |name: &str| {
+        deployed
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    ledger.contract = field("contract ");
+    ledger.start_block = field("start-block ").parse().unwrap();
+    let (alice, _) = new_wallet(&dir.join("wallets"), "alice");
+    agora_in_ns(
+        h0,
+        dir,
+        &[
+            "ledger",
+            "init",
+            "--ledger-genesis",
+            ledger.genesis().to_str().unwrap(),
+            "--ledger-log",
+            ledger.mirror("h0").to_str().unwrap(),
+            "--account",
+            &format!("{alice}=1000"),
+        ],
+    );
+    ledger
+}
+
+/// A mirror's (height, state root), read from its file alone.
+fn mirror_status(ns: &str, ledger: &Ledger, host: &str) -> Option<(u64, String)> {
+    if !ledger.mirror(host).exists() {
+        return Some((0, String::new()));
+    }
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_agora")])
+        .args(["ledger", "status", "--json", "--ledger-log"])
+        .arg(ledger.mirror(host))
+        .arg("--ledger-genesis")
+        .arg(ledger.genesis())
+        .env("AGORA_CONFIG", "/dev/null")
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some((v["height"].as_u64()?, v["state_root"].as_str()?.to_string()))
+}
+
 #[test]
 fn partition_and_heal_converge() {
     if !is_root() {
@@ -317,6 +500,40 @@ fn partition_and_heal_converge() {
         None
     });
 
+    // The ledger: anvil on h0, a follower mirroring it on each of h1 and h2; both mirrors agree.
+    let (h0, h1, h2) = (hosts.name(0), hosts.name(1), hosts.name(2));
+    let ledger = start_ledger(h0, tmp.path());
+    ledger
+        .rpc(h0, "anvil_mine", &format!(r#"["{:#x}"]"#, DEPTH + 1))
+        .unwrap();
+    let mut followers = Vec::new();
+    for (ns, host) in [(h1, "h1"), (h2, "h2")] {
+        let mut args = vec![
+            "chain".to_string(),
+            "follow".into(),
+            "--poll-ms".into(),
+            "200".into(),
+        ];
+        args.extend(ledger.flags(host));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let argv = in_ns(ns, Path::new(env!("CARGO_BIN_EXE_agora")), &args);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        followers.push(Proc::start(
+            &format!("follow-{host}"),
+            Path::new("ip"),
+            &argv,
+        ));
+    }
+    let start_height = ledger.final_height(h0);
+    wait_until("both mirrors at the chain's final height", || {
+        let (a, b) = (
+            mirror_status(h1, &ledger, "h1"),
+            mirror_status(h2, &ledger, "h2"),
+        );
+        (a.as_ref().map(|s| s.0) != Some(start_height) || a != b)
+            .then(|| format!("h1 {a:?}, h2 {b:?}, final {start_height}"))
+    });
+
     // 2. Cut h2 off from h0 and h1: the bridge's port towards h2 goes down.
     ip(&["-n", hosts.name(0), "link", "set", "v2", "down"]).unwrap();
     let cut_at = Instant::now();
@@ -346,6 +563,60 @@ fn partition_and_heal_converge() {
         None
     });
 
+    // A transfer on the chain during the cut (blocks mined meanwhile, then enough to make it
+    // final, then none): h1's mirror takes it, h2's stops short of it.
+    let mining = Arc::new(AtomicBool::new(true));
+    let miner = {
+        let (mining, url, h0) = (Arc::clone(&mining), ledger.rpc.clone(), h0.to_string());
+        std::thread::spawn(move || {
+            while mining.load(Ordering::SeqCst) {
+                anvil_rpc(&h0, &url, "anvil_mine", r#"["0x1"]"#);
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    let (bob, _) = new_wallet(&tmp.path().join("wallets"), "bob");
+    let mut args: Vec<String> = [
+        "transfer",
+        "--wallet",
+        "alice",
+        "--password-env",
+        "COLD_PW",
+        "--to",
+        &bob,
+        "--amount",
+        "1",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(ledger.flags("h0"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sent = agora_in_ns(h0, tmp.path(), &args);
+    mining.store(false, Ordering::SeqCst);
+    miner.join().unwrap();
+    ledger
+        .rpc(h0, "anvil_mine", &format!(r#"["{:#x}"]"#, DEPTH + 1))
+        .unwrap();
+    let transfer_height: u64 = sent
+        .split("accepted in block ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|h| h.parse().ok())
+        .unwrap_or_else(|| panic!("no accepted line: {sent}"));
+    let final_height = ledger.final_height(h0);
+    wait_until("h1's mirror to take the transfer", || {
+        let a = mirror_status(h1, &ledger, "h1");
+        (a.as_ref().map(|s| s.0) != Some(final_height))
+            .then(|| format!("h1 {a:?}, final {final_height}"))
+    });
+    let (h1_height, h1_root) = mirror_status(h1, &ledger, "h1").unwrap();
+    let (h2_height, h2_root) = mirror_status(h2, &ledger, "h2").unwrap();
+    assert!(
+        h2_height < transfer_height,
+        "h2 mirrored block {h2_height}, past the transfer at {transfer_height}, while cut off"
+    );
+    assert_ne!(h1_root, h2_root);
+
     // 3. Heal: every node hears every provider again, with adverts made after the healing.
     ip(&["-n", hosts.name(0), "link", "set", "v2", "up"]).unwrap();
     let healed_at = Instant::now();
@@ -370,6 +641,15 @@ fn partition_and_heal_converge() {
         None
     });
 
+    // The ledger: h2's mirror catches up to h1's height and state root.
+    wait_until("h2's mirror to reach h1's state root", || {
+        let b = mirror_status(h2, &ledger, "h2");
+        (b.as_ref() != Some(&(h1_height, h1_root.clone())))
+            .then(|| format!("h2 {b:?}, h1 at {h1_height} {h1_root}"))
+    });
+
+    drop(followers);
+    drop(ledger);
     drop(nodes);
     drop(boot);
     drop(hosts);
