@@ -192,29 +192,19 @@ fn store(m: &Csr<I32F32>, permits: &[bool], value: impl Fn(u16, I32F32) -> I32F3
     (0..m.rows())
         .map(|i| {
             let (cols, vals) = m.row(i);
-            let permit = permits.get(i).copied().unwrap_or(false);
-            store_row(cols, vals, permit, &value)
+            if !permits.get(i).copied().unwrap_or(false) {
+                return Vec::new();
+            }
+            cols.iter()
+                .zip(vals)
+                .map(|(&j, &v)| (j, value(j, v).proportion_to_u16()))
+                .collect()
         })
         .collect()
 }
 
-/// One row of [`store`].
-fn store_row(
-    cols: &[u16],
-    vals: &[I32F32],
-    permit: bool,
-    value: impl Fn(u16, I32F32) -> I32F32,
-) -> Vec<(u16, u16)> {
-    if !permit {
-        return Vec::new();
-    }
-    cols.iter()
-        .zip(vals)
-        .map(|(&j, &v)| (j, value(j, v).proportion_to_u16()))
-        .collect()
-}
-
 /// `v` divided by column `j`'s divider, or `v` where the column has none (a zero divisor).
+#[inline]
 fn divide(dividers: &[Option<Divider>], j: u16, v: I32F32) -> I32F32 {
     match dividers.get(usize::from(j)) {
         Some(Some(div)) => div.safe_div(v),
@@ -227,59 +217,244 @@ fn divide(dividers: &[Option<Divider>], j: u16, v: I32F32) -> I32F32 {
 /// `D = normalize(S ∘ rowsum(colnorm(B) · I))`. The column-normalised copy is never built: each
 /// entry is divided as the row sums read it.
 pub fn yuma3(inp: BondInputs<'_>, liquid: Option<LiquidAlpha>) -> BondOutputs {
+    let (w, prev, n) = (&*inp.weights_for_bonds, inp.prev_bonds_u16, inp.n);
     let any_consensus = inp.consensus.iter().any(|&c| c != I32F32::ZERO);
-    let ema = match liquid {
-        Some(la) if any_consensus => liquid_ema(
-            inp.weights_for_bonds,
-            inp.prev_bonds_u16,
-            inp.consensus,
-            la,
-            inp.n,
-            inp.ema,
-        ),
-        _ => ema_rows(
-            inp.weights_for_bonds,
-            |_, v| v,
-            inp.prev_bonds_u16,
-            |_, b| I32F32::from_u16_proportion(b),
-            inp.alpha,
-            inp.n,
-            inp.ema,
-        ),
-    };
-    let dividers = sparse::column_dividers(&ema.col_sums);
-    // One pass over the new bonds for both the dividends (`colnorm(B) · I`, each entry divided as
-    // it is read) and the rows to store, while each row is in cache.
-    let rows = ema.m.rows();
-    let mut dividends = Vec::with_capacity(rows);
-    let mut stored = Vec::with_capacity(rows);
-    for i in 0..rows {
-        let (cols, vals) = ema.m.row(i);
-        let per_validator = cols.iter().zip(vals).fold(I32F32::ZERO, |acc, (&j, &b)| {
-            let inc = inp
-                .incentive
-                .get(usize::from(j))
-                .copied()
-                .unwrap_or_default();
-            acc.saturating_add(divide(&dividers, j, b).saturating_mul(inc))
-        });
-        let stake = inp.active_stake.get(i).copied().unwrap_or_default();
-        // `vec_mul` uses checked_mul: an overflowing product becomes 0, not a saturated value.
-        dividends.push(per_validator.checked_mul(stake).unwrap_or_default());
-        let permit = inp.new_permit.get(i).copied().unwrap_or(false);
-        stored.push(store_row(cols, vals, permit, |_, v| v));
+    let mut finish = Yuma3Finish::new(&inp, w.rows());
+    match liquid {
+        Some(la) if any_consensus => {
+            // The liquid EMA runs the chain's `exp` where inputs do not repeat: computed once,
+            // kept in the scratch matrix, read back for the dividends.
+            let ema = liquid_ema(w, prev, inp.consensus, la, n, inp.ema);
+            let dividers = sparse::column_dividers(&ema.col_sums);
+            for i in 0..ema.m.rows() {
+                let (cols, vals) = ema.m.row(i);
+                let mut row = finish.start_row(i, &dividers, cols.len());
+                for (&j, &b) in cols.iter().zip(vals) {
+                    row.add(j, b);
+                }
+                finish.end_row(i, row);
+            }
+        }
+        _ => {
+            // The fixed EMA is a few operations per entry: computed twice (once for the column
+            // sums, once for the dividends and the stored rows) it never needs a matrix of its
+            // own.
+            let mut ema = FixedEma::new(
+                inp.alpha,
+                |_, v| v,
+                |_, b| I32F32::from_u16_proportion(b),
+                n,
+            );
+            let mut col_sums = vec![I32F32::ZERO; n];
+            for i in 0..w.rows() {
+                ema.row(w, prev, i, |j, v| {
+                    if let Some(s) = col_sums.get_mut(usize::from(j)) {
+                        *s = s.saturating_add(v);
+                    }
+                });
+            }
+            let dividers = sparse::column_dividers(&col_sums);
+            for i in 0..w.rows() {
+                let max_len = w.row(i).0.len() + prev.row(i).0.len();
+                let mut row = finish.start_row(i, &dividers, max_len);
+                ema.row(w, prev, i, |j, b| row.add(j, b));
+                finish.end_row(i, row);
+            }
+        }
     }
-    sparse::normalize(&mut dividends);
-    BondOutputs {
-        bonds_to_store: stored,
-        dividends,
+    finish.outputs()
+}
+
+/// The last pass of Yuma 3, fed the new bonds row by row: `D = normalize(S ∘ rowsum(colnorm(B)
+/// · I))`, each entry divided by its column sum as it is read (the normalised copy is never
+/// built), and the rows to store, converted while the row is at hand.
+struct Yuma3Finish<'a> {
+    incentive: &'a [I32F32],
+    active_stake: &'a [I32F32],
+    new_permit: &'a [bool],
+    dividends: Vec<I32F32>,
+    stored: StoredBonds,
+}
+
+/// One row of [`Yuma3Finish`].
+struct Yuma3Row<'a> {
+    dividers: &'a [Option<Divider>],
+    incentive: &'a [I32F32],
+    per_validator: I32F32,
+    stored: Option<Vec<(u16, u16)>>,
+}
+
+impl Yuma3Row<'_> {
+    #[inline]
+    fn add(&mut self, j: u16, b: I32F32) {
+        let inc = self
+            .incentive
+            .get(usize::from(j))
+            .copied()
+            .unwrap_or_default();
+        let share = divide(self.dividers, j, b);
+        self.per_validator = self.per_validator.saturating_add(share.saturating_mul(inc));
+        if let Some(stored) = self.stored.as_mut() {
+            stored.push((j, b.proportion_to_u16()));
+        }
     }
 }
 
-/// `α·new + (1−α)·old` per entry over the union of columns of each row of `new` and of the
-/// previous bonds, keeping positive results in column order (`mat_ema_sparse`). `new_value` and
-/// `old_value` turn a stored entry into the value the EMA reads (a normalised share, a `u16`
-/// proportion), so neither normalised matrix is built.
+impl<'a> Yuma3Finish<'a> {
+    fn new(inp: &BondInputs<'a>, rows: usize) -> Self {
+        Self {
+            incentive: inp.incentive,
+            active_stake: inp.active_stake,
+            new_permit: inp.new_permit,
+            dividends: Vec::with_capacity(rows),
+            stored: Vec::with_capacity(rows),
+        }
+    }
+
+    fn start_row<'r>(
+        &self,
+        i: usize,
+        dividers: &'r [Option<Divider>],
+        max_len: usize,
+    ) -> Yuma3Row<'r>
+    where
+        'a: 'r,
+    {
+        let permit = self.new_permit.get(i).copied().unwrap_or(false);
+        Yuma3Row {
+            dividers,
+            incentive: self.incentive,
+            per_validator: I32F32::ZERO,
+            stored: permit.then(|| Vec::with_capacity(max_len)),
+        }
+    }
+
+    fn end_row(&mut self, i: usize, row: Yuma3Row<'_>) {
+        let stake = self.active_stake.get(i).copied().unwrap_or_default();
+        // `vec_mul` uses checked_mul: an overflowing product becomes 0, not a saturated value.
+        self.dividends
+            .push(row.per_validator.checked_mul(stake).unwrap_or_default());
+        self.stored.push(row.stored.unwrap_or_default());
+    }
+
+    fn outputs(mut self) -> BondOutputs {
+        sparse::normalize(&mut self.dividends);
+        BondOutputs {
+            bonds_to_store: self.stored,
+            dividends: self.dividends,
+        }
+    }
+}
+
+/// `α·new + (1−α)·old` per entry over the union of columns of a row of `new` and the same row of
+/// the previous bonds, positive results in column order (one row of `mat_ema_sparse`).
+/// `new_value` and `old_value` turn a stored entry into the value the EMA reads (a normalised
+/// share, a `u16` proportion), so neither normalised matrix is built.
+struct FixedEma<N, O> {
+    alpha: I32F32,
+    one_minus_alpha: I32F32,
+    new_value: N,
+    old_value: O,
+    n: usize,
+    /// For rows that are not sorted: a dense row accumulating both, and the columns it touched.
+    dense: Vec<Option<I32F32>>,
+    touched: Vec<u16>,
+}
+
+impl<N, O> FixedEma<N, O>
+where
+    N: Fn(u16, I32F32) -> I32F32,
+    O: Fn(u16, u16) -> I32F32,
+{
+    fn new(alpha: I32F32, new_value: N, old_value: O, n: usize) -> Self {
+        Self {
+            alpha,
+            one_minus_alpha: I32F32::ONE.saturating_sub(alpha),
+            new_value,
+            old_value,
+            n,
+            dense: Vec::new(),
+            touched: Vec::new(),
+        }
+    }
+
+    /// Emits row `i`'s positive entries, in ascending column order.
+    #[inline]
+    fn row(
+        &mut self,
+        new: &Csr<I32F32>,
+        old: &Csr<u16>,
+        i: usize,
+        mut emit: impl FnMut(u16, I32F32),
+    ) {
+        let (ncols, nvals) = new.row(i);
+        let (ocols, ovals) = old.row(i);
+        let (alpha, one_minus_alpha) = (self.alpha, self.one_minus_alpha);
+        let (new_value, old_value) = (&self.new_value, &self.old_value);
+        let mut put = |j: u16, v: I32F32| {
+            if v > I32F32::ZERO {
+                emit(j, v);
+            }
+        };
+        if new.is_sorted(i) && old.is_sorted(i) {
+            // Both rows sorted: a merge, the same sums in the same order
+            // (`0 + α·new + (1−α)·old`), the same entries in ascending column order.
+            let mut b = 0;
+            for (&j, &v) in ncols.iter().zip(nvals) {
+                while let (Some(&oj), Some(&ov)) = (ocols.get(b), ovals.get(b))
+                    && oj < j
+                {
+                    put(oj, one_minus_alpha.saturating_mul(old_value(oj, ov)));
+                    b += 1;
+                }
+                let x = alpha.saturating_mul(new_value(j, v));
+                match (ocols.get(b), ovals.get(b)) {
+                    (Some(&oj), Some(&ov)) if oj == j => {
+                        b += 1;
+                        let y = one_minus_alpha.saturating_mul(old_value(oj, ov));
+                        put(j, x.saturating_add(y));
+                    }
+                    _ => put(j, x),
+                }
+            }
+            for (&oj, &ov) in ocols.iter().zip(ovals).skip(b) {
+                put(oj, one_minus_alpha.saturating_mul(old_value(oj, ov)));
+            }
+            return;
+        }
+        if self.dense.len() < self.n {
+            self.dense = vec![None; self.n];
+        }
+        let terms = ncols
+            .iter()
+            .zip(nvals)
+            .map(|(&j, &v)| (j, alpha.saturating_mul(new_value(j, v))))
+            .chain(
+                ocols
+                    .iter()
+                    .zip(ovals)
+                    .map(|(&j, &b)| (j, one_minus_alpha.saturating_mul(old_value(j, b)))),
+            );
+        for (j, x) in terms {
+            if let Some(slot) = self.dense.get_mut(usize::from(j)) {
+                let sum = slot.unwrap_or_else(|| {
+                    self.touched.push(j);
+                    I32F32::ZERO
+                });
+                *slot = Some(sum.saturating_add(x));
+            }
+        }
+        self.touched.sort_unstable();
+        for &j in &self.touched {
+            if let Some(slot) = self.dense.get_mut(usize::from(j)) {
+                put(j, slot.take().unwrap_or_default());
+            }
+        }
+        self.touched.clear();
+    }
+}
+
+/// The fixed-alpha EMA of every row, written into `out` with its column sums.
 fn ema_rows<'m>(
     new: &Csr<I32F32>,
     new_value: impl Fn(u16, I32F32) -> I32F32,
@@ -289,71 +464,11 @@ fn ema_rows<'m>(
     n: usize,
     out: &'m mut Csr<I32F32>,
 ) -> WithColSums<'m> {
-    let one_minus_alpha = I32F32::ONE.saturating_sub(alpha);
+    let mut ema = FixedEma::new(alpha, new_value, old_value, n);
     let mut out = WithColSums::new(out, new.rows(), new.nnz().max(old.nnz()), n);
-    let mut dense: Option<Vec<Option<I32F32>>> = None;
-    let mut touched = Vec::new();
     for i in 0..new.rows() {
-        let (ncols, nvals) = new.row(i);
-        let (ocols, ovals) = old.row(i);
-        let sorted = new.is_sorted(i) && old.is_sorted(i);
-        out.append_row(ncols.len() + ocols.len(), |out| {
-            if sorted {
-                // Both rows sorted: a merge, the same sums in the same order
-                // (`0 + α·new + (1−α)·old`), the same entries in ascending column order.
-                let mut b = 0;
-                for (&j, &v) in ncols.iter().zip(nvals) {
-                    while let (Some(&oj), Some(&ov)) = (ocols.get(b), ovals.get(b))
-                        && oj < j
-                    {
-                        out.put(oj, one_minus_alpha.saturating_mul(old_value(oj, ov)));
-                        b += 1;
-                    }
-                    let x = alpha.saturating_mul(new_value(j, v));
-                    match (ocols.get(b), ovals.get(b)) {
-                        (Some(&oj), Some(&ov)) if oj == j => {
-                            b += 1;
-                            let y = one_minus_alpha.saturating_mul(old_value(oj, ov));
-                            out.put(j, x.saturating_add(y));
-                        }
-                        _ => out.put(j, x),
-                    }
-                }
-                let rest = ocols.iter().zip(ovals).skip(b);
-                for (&oj, &ov) in rest {
-                    out.put(oj, one_minus_alpha.saturating_mul(old_value(oj, ov)));
-                }
-            } else {
-                // A dense row accumulating both, read back in column order.
-                let acc = dense.get_or_insert_with(|| vec![None; n]);
-                let terms = ncols
-                    .iter()
-                    .zip(nvals)
-                    .map(|(&j, &v)| (j, alpha.saturating_mul(new_value(j, v))))
-                    .chain(
-                        ocols
-                            .iter()
-                            .zip(ovals)
-                            .map(|(&j, &b)| (j, one_minus_alpha.saturating_mul(old_value(j, b)))),
-                    );
-                for (j, x) in terms {
-                    if let Some(slot) = acc.get_mut(usize::from(j)) {
-                        let sum = slot.unwrap_or_else(|| {
-                            touched.push(j);
-                            I32F32::ZERO
-                        });
-                        *slot = Some(sum.saturating_add(x));
-                    }
-                }
-                touched.sort_unstable();
-                for &j in &touched {
-                    if let Some(slot) = acc.get_mut(usize::from(j)) {
-                        out.put(j, slot.take().unwrap_or_default());
-                    }
-                }
-                touched.clear();
-            }
-        });
+        let max_len = new.row(i).0.len() + old.row(i).0.len();
+        out.append_row(max_len, |out| ema.row(new, old, i, |j, v| out.put(j, v)));
     }
     out
 }
