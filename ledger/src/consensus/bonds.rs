@@ -49,7 +49,8 @@ pub struct BondInputs<'a> {
     pub prev_bonds_u16: &'a Csr<u16>,
     /// `W̃`: weights for bonds (penalty applied). Mutable: the legacy step reuses its buffer.
     pub weights_for_bonds: &'a mut Csr<I32F32>,
-    /// Where the new bonds are written (the buffer is reused between epochs).
+    /// Where legacy and liquid-alpha bonds are written before they are stored (the buffer is
+    /// reused between epochs; Yuma 3 with a fixed alpha needs none).
     pub ema: &'a mut Csr<I32F32>,
     /// Normalised active stake.
     pub active_stake: &'a [I32F32],
@@ -465,7 +466,9 @@ fn ema_rows<'m>(
     out: &'m mut Csr<I32F32>,
 ) -> WithColSums<'m> {
     let mut ema = FixedEma::new(alpha, new_value, old_value, n);
-    let mut out = WithColSums::new(out, new.rows(), new.nnz().max(old.nnz()), n);
+    // Room for the union of both matrices: reserved, not touched, so it costs no memory, and no
+    // row ever reallocates (and copies) the matrix written so far.
+    let mut out = WithColSums::new(out, new.rows(), new.nnz() + old.nnz(), n);
     for i in 0..new.rows() {
         let max_len = new.row(i).0.len() + old.row(i).0.len();
         out.append_row(max_len, |out| ema.row(new, old, i, |j, v| out.put(j, v)));

@@ -283,7 +283,7 @@ pub struct EpochScratch {
     weights: Csr<I32F32>,
     /// Previous bonds, `u16`, registration mask applied.
     bonds: Csr<u16>,
-    /// The new bonds (fixed point) before they are stored.
+    /// Legacy and liquid-alpha bonds (fixed point) before they are stored.
     ema: Csr<I32F32>,
 }
 

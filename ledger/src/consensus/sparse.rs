@@ -172,7 +172,7 @@ impl<T: Copy> Csr<T> {
     }
 
     /// Rewrites every row in place: `f(i, cols, vals)` may change values and move the entries it
-    /// keeps to the front of the row (in any order), and returns how many it kept. Rows are then
+    /// keeps to the front of the row, keeping their order, and returns how many it kept. Rows are then
     /// closed up; when nothing is dropped nothing moves.
     pub fn compact_rows(&mut self, mut f: impl FnMut(usize, &mut [u16], &mut [T]) -> usize) {
         let mut write = 0;
@@ -190,7 +190,10 @@ impl<T: Copy> Csr<T> {
                 self.cols.copy_within(read_start..read_start + kept, write);
                 self.vals.copy_within(read_start..read_start + kept, write);
             }
-            if let Some(sorted) = self.sorted.get_mut(i) {
+            // What is left of a sorted row is sorted; an unsorted one is looked at again.
+            if let Some(sorted) = self.sorted.get_mut(i)
+                && !*sorted
+            {
                 let cols = self.cols.get(write..write + kept).unwrap_or_default();
                 *sorted = cols.windows(2).all(|w| matches!(w, [a, b] if a < b));
             }
@@ -220,7 +223,7 @@ impl<T: Copy> Csr<T> {
         }
     }
 
-    /// One `Vec` per row, for tests and for the output.
+    /// One `Vec` per row (tests compare these).
     pub fn to_rows(&self) -> Vec<Vec<(u16, T)>> {
         (0..self.rows())
             .map(|i| {
@@ -292,34 +295,6 @@ pub fn column_dividers(divisors: &[I32F32]) -> Vec<Option<Divider>> {
         .iter()
         .map(|&d| (d != I32F32::ZERO).then(|| Divider::new(d)))
         .collect()
-}
-
-/// Column sums (saturating, like the chain's; entries are non-negative here, so the order of the
-/// additions does not matter).
-pub fn col_sums(m: &Csr<I32F32>, n: usize) -> Vec<I32F32> {
-    let mut out = vec![I32F32::ZERO; n];
-    for i in 0..m.rows() {
-        let (cols, vals) = m.row(i);
-        for (&j, &v) in cols.iter().zip(vals) {
-            if let Some(s) = out.get_mut(usize::from(j)) {
-                *s = s.saturating_add(v);
-            }
-        }
-    }
-    out
-}
-
-/// Divides each entry by its column's divider where there is one (`inplace_col_normalize_sparse`,
-/// `inplace_col_max_upscale_sparse` after their column pass).
-pub fn divide_columns(m: &mut Csr<I32F32>, dividers: &[Option<Divider>]) {
-    for i in 0..m.rows() {
-        let (cols, vals) = m.row_mut(i);
-        for (&j, v) in cols.iter().zip(vals.iter_mut()) {
-            if let Some(Some(div)) = dividers.get(usize::from(j)) {
-                *v = div.safe_div(*v);
-            }
-        }
-    }
 }
 
 /// Steps 7-10 over the weight matrix in one pass: clip each weight to its column's consensus,
