@@ -115,8 +115,10 @@ pub struct InboundLimits {
     /// of them.
     pub peer_burst_bytes: u64,
     /// Most inbound requests one peer may have open at once, over all its connections (read and
-    /// not yet answered). Past it: `RateLimited`. libp2p's own cap (256 streams a connection,
-    /// outbound ones included) stays as a backstop.
+    /// not yet answered). Past it: `RateLimited`. 64: a busy client (a gateway) keeps a few dozen
+    /// queries in flight to one provider, and its texts share the provider's batches; one peer
+    /// could otherwise hold 4 connections × 256 streams. libp2p's own cap (256 streams a
+    /// connection, outbound ones included) stays as a backstop.
     pub max_streams_per_peer: usize,
     /// Most peers whose byte buckets are remembered; past it, the one idle longest is forgotten.
     pub max_tracked_peers: usize,
@@ -131,7 +133,7 @@ impl Default for InboundLimits {
             small_reserve_bytes: 8 * 1024 * 1024,
             peer_bytes_per_sec: 2 * 1024 * 1024,
             peer_burst_bytes: 2 * largest,
-            max_streams_per_peer: 16,
+            max_streams_per_peer: 64,
             max_tracked_peers: 4096,
         }
     }
