@@ -12,10 +12,16 @@
 //! 5. on a refusal, a timeout or a bad answer, note it in the policy and go to the next provider,
 //!    within one overall deadline. Only the answer we accept is countersigned, so a provider that
 //!    answers after we moved on is never paid twice for the query, and we never pay two providers.
+//!
+//! A countersignature the provider does not acknowledge (it was down, restarting, unreachable)
+//! waits in the client's outbox and is sent again with backoff until the provider acknowledges it
+//! (see [`Outbox`]). The outbox is kept in a small journal beside the receipt store, so what was
+//! not acknowledged when a client stopped is sent again when it starts: the receipts themselves are
+//! in the store already, the journal only names them.
 
 use super::policy::{Candidate, Failure, PolicyConfig, ProviderPolicy, Standing};
 use crate::metrics::{Metrics, QueryRecord, error_kind_label};
-use agora_ledger::store::{Entry, ReceiptStore, ReceiptWriter, StoreError};
+use agora_ledger::store::{Entry, ReceiptStore, ReceiptWriter, StoreError, StoredReceipt};
 use agora_overlay::{OverlayError, PeerId, now_ms};
 use agora_protocols::{
     ContentId, EmbedInput, EmbedOutput, GenerateInput, GenerateOutput, Payload, PayloadError,
@@ -54,6 +60,17 @@ pub struct ClientConfig {
     pub settle_timeout: Duration,
     /// Countersignatures being delivered at once; beyond it a query waits for its own delivery.
     pub max_pending_settlements: usize,
+    /// Most unacknowledged countersignatures kept for retrying; past it the oldest is dropped
+    /// from the outbox (it stays in the store, and the epoch's settlement still pays it).
+    pub max_outbox: usize,
+    /// Wait before the first retry of an unacknowledged countersignature; doubled after each
+    /// failure up to [`ClientConfig::outbox_retry_max`].
+    pub outbox_retry_base: Duration,
+    /// Longest wait between two retries.
+    pub outbox_retry_max: Duration,
+    /// Deliveries that fail before a countersignature is dropped from the outbox (with the
+    /// defaults, about half an hour of trying).
+    pub outbox_max_failures: u32,
     /// The provider choice.
     pub policy: PolicyConfig,
 }
@@ -69,6 +86,10 @@ impl Default for ClientConfig {
             discovery_wait: Duration::from_secs(20),
             settle_timeout: Duration::from_secs(10),
             max_pending_settlements: 1024,
+            max_outbox: 4096,
+            outbox_retry_base: Duration::from_secs(1),
+            outbox_retry_max: Duration::from_secs(30),
+            outbox_max_failures: 64,
             policy: PolicyConfig::default(),
         }
     }
@@ -234,8 +255,300 @@ struct Inner {
     next_nonce: AtomicU64,
     settlements: Arc<tokio::sync::Semaphore>,
     unacknowledged: AtomicU64,
+    outbox: Mutex<Outbox>,
     config: ClientConfig,
     metrics: std::sync::OnceLock<Metrics>,
+}
+
+/// How often the outbox looks for countersignatures due for another try.
+const OUTBOX_TICK: Duration = Duration::from_millis(500);
+/// Largest outbox journal read at start; a larger one is not ours to trust (it is compacted
+/// long before it could grow that large).
+const MAX_JOURNAL_LEN: u64 = 64 * 1024 * 1024;
+
+/// Countersignatures sent to their provider and not yet acknowledged: the client's outbox.
+///
+/// Every countersignature enters it before its first delivery and leaves it when the provider
+/// acknowledges it (`Settled`, new or not: a provider stores a receipt once), when the provider
+/// refuses it for good (anything but `Busy`, `RateLimited` or `Internal`), or after
+/// [`ClientConfig::outbox_max_failures`] failed deliveries. Between tries it waits with
+/// exponential backoff; a provider that answers a query again is retried at once (it is back).
+///
+/// The journal (`<receipt store>.outbox`) is one line per change, `+<id>` when a countersignature
+/// enters and `-<id>` when it leaves, appended without `fsync`: a client that crashes keeps what the
+/// kernel has, and a line lost in a power cut only means that receipt waits for the epoch's
+/// settlement, as before. At start the journal is read, the receipts it names are loaded from the
+/// store, and it is rewritten with only those.
+#[derive(Debug)]
+pub struct Outbox {
+    entries: std::collections::HashMap<ContentId, Outgoing>,
+    journal: Option<Journal>,
+    next_seq: u64,
+    max_len: usize,
+}
+
+#[derive(Debug)]
+struct Outgoing {
+    receipt: Receipt,
+    provider: PeerId,
+    /// Failed deliveries so far.
+    failures: u32,
+    /// When it may be tried again.
+    due: Instant,
+    /// A delivery is under way.
+    sending: bool,
+    /// Order of entry, to drop the oldest when full.
+    seq: u64,
+}
+
+#[derive(Debug)]
+struct Journal {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    /// Lines appended since the journal was last rewritten.
+    lines: usize,
+}
+
+impl Journal {
+    fn path_for(store: &ReceiptStore) -> std::path::PathBuf {
+        let mut name = store.path().as_os_str().to_owned();
+        name.push(".outbox");
+        std::path::PathBuf::from(name)
+    }
+
+    /// Rewrites the journal with `+` lines for `ids` only (write a temporary file, then rename it
+    /// over the old one, so a crash leaves one or the other), and opens it for appending.
+    fn rewrite<'a>(
+        path: std::path::PathBuf,
+        ids: impl Iterator<Item = &'a ContentId>,
+    ) -> std::io::Result<Journal> {
+        use std::io::Write;
+        let mut text = String::new();
+        let mut lines = 0;
+        for id in ids {
+            text.push('+');
+            text.push_str(&id.to_hex());
+            text.push('\n');
+            lines += 1;
+        }
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = std::path::PathBuf::from(tmp);
+        {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        let file = std::fs::OpenOptions::new().append(true).open(&path)?;
+        Ok(Journal { path, file, lines })
+    }
+
+    fn append(&mut self, sign: char, id: &ContentId) {
+        use std::io::Write;
+        let line = format!("{sign}{}\n", id.to_hex());
+        if let Err(e) = self.file.write_all(line.as_bytes()) {
+            tracing::warn!(journal = %self.path.display(), error = %e,
+                "cannot write the outbox journal; retries go on in memory");
+        }
+        self.lines += 1;
+    }
+}
+
+impl Outbox {
+    /// The outbox of the client whose receipts are in `store`: what its journal names that the
+    /// store holds countersigned by `client` (the rest is skipped), due at once.
+    fn open(store: &ReceiptStore, client: &agora_protocols::PublicKey, max_len: usize) -> Outbox {
+        let path = Journal::path_for(store);
+        let mut pending: Vec<ContentId> = Vec::new();
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.len() > MAX_JOURNAL_LEN => {
+                tracing::warn!(journal = %path.display(), "outbox journal too large: ignored");
+            }
+            Ok(_) => match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let mut live: Vec<ContentId> = Vec::new();
+                    for line in text.lines() {
+                        let (sign, hex) = line.split_at_checked(1).unwrap_or(("", ""));
+                        let Ok(id) = ContentId::from_hex(hex) else {
+                            continue;
+                        };
+                        match sign {
+                            "+" if !live.contains(&id) => live.push(id),
+                            "-" => live.retain(|x| *x != id),
+                            _ => {}
+                        }
+                    }
+                    pending = live;
+                }
+                Err(e) => {
+                    tracing::warn!(journal = %path.display(), error = %e, "cannot read the outbox journal")
+                }
+            },
+            Err(_) => {}
+        }
+        let now = Instant::now();
+        let mut outbox = Outbox {
+            entries: std::collections::HashMap::new(),
+            journal: None,
+            next_seq: 0,
+            max_len: max_len.max(1),
+        };
+        for id in pending.iter().rev().take(outbox.max_len).rev() {
+            let receipt = match store.get(id) {
+                Ok(Some(StoredReceipt::Full(r))) if r.body().client == *client => r,
+                _ => continue,
+            };
+            let Ok(provider) = agora_overlay::peer_id_of(&receipt.body().provider) else {
+                continue;
+            };
+            outbox.insert(receipt, provider, now);
+        }
+        match Journal::rewrite(path.clone(), outbox.entries.keys()) {
+            Ok(journal) => outbox.journal = Some(journal),
+            Err(e) => {
+                tracing::warn!(journal = %path.display(), error = %e,
+                    "cannot write the outbox journal; unacknowledged countersignatures are retried only while this client runs")
+            }
+        }
+        if !outbox.entries.is_empty() {
+            tracing::info!(
+                count = outbox.entries.len(),
+                "countersignatures not acknowledged before the last stop: sending them again"
+            );
+        }
+        outbox
+    }
+
+    fn insert(&mut self, receipt: Receipt, provider: PeerId, due: Instant) {
+        if self.entries.len() >= self.max_len {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, o)| o.seq)
+                .map(|(id, _)| *id);
+            if let Some(id) = oldest {
+                tracing::warn!(receipt = %id.short(),
+                    "outbox full: no more retries for the oldest countersignature (it stays stored)");
+                self.remove(&id);
+            }
+        }
+        self.next_seq += 1;
+        self.entries.insert(
+            receipt.id(),
+            Outgoing {
+                receipt,
+                provider,
+                failures: 0,
+                due,
+                sending: false,
+                seq: self.next_seq,
+            },
+        );
+    }
+
+    fn remove(&mut self, id: &ContentId) {
+        if self.entries.remove(id).is_some()
+            && let Some(journal) = &mut self.journal
+        {
+            journal.append('-', id);
+            if journal.lines > 2 * self.entries.len() + 1024 {
+                let path = journal.path.clone();
+                match Journal::rewrite(path, self.entries.keys()) {
+                    Ok(j) => self.journal = Some(j),
+                    Err(e) => tracing::warn!(error = %e, "cannot compact the outbox journal"),
+                }
+            }
+        }
+    }
+
+    /// Records a countersignature about to be delivered for the first time.
+    fn add(&mut self, receipt: &Receipt, provider: PeerId) {
+        let id = receipt.id();
+        if self.entries.contains_key(&id) {
+            return;
+        }
+        self.insert(receipt.clone(), provider, Instant::now());
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.sending = true;
+        }
+        if let Some(journal) = &mut self.journal {
+            journal.append('+', &id);
+        }
+    }
+
+    /// Up to `max` countersignatures due for another try, marked as being sent.
+    fn take_due(&mut self, now: Instant, max: usize) -> Vec<(Receipt, PeerId)> {
+        let mut due: Vec<&mut Outgoing> = self
+            .entries
+            .values_mut()
+            .filter(|o| !o.sending && o.due <= now)
+            .collect();
+        due.sort_by_key(|o| o.seq);
+        due.into_iter()
+            .take(max)
+            .map(|o| {
+                o.sending = true;
+                (o.receipt.clone(), o.provider)
+            })
+            .collect()
+    }
+
+    /// What one delivery came to.
+    fn finish(&mut self, id: &ContentId, outcome: Delivery, config: &ClientConfig) {
+        match outcome {
+            Delivery::Acknowledged | Delivery::Refused => self.remove(id),
+            Delivery::Failed => {
+                let Some(entry) = self.entries.get_mut(id) else {
+                    return;
+                };
+                entry.sending = false;
+                entry.failures = entry.failures.saturating_add(1);
+                if entry.failures >= config.outbox_max_failures {
+                    tracing::warn!(receipt = %id.short(), provider = %entry.provider,
+                        "giving up delivering a countersignature (it stays stored)");
+                    self.remove(id);
+                    return;
+                }
+                let backoff = config
+                    .outbox_retry_base
+                    .saturating_mul(1u32 << entry.failures.saturating_sub(1).min(16))
+                    .min(config.outbox_retry_max);
+                entry.due = Instant::now() + backoff;
+            }
+        }
+    }
+
+    /// The provider is reachable again: its countersignatures are due now.
+    fn hurry(&mut self, provider: &PeerId) {
+        let now = Instant::now();
+        for entry in self.entries.values_mut() {
+            if entry.provider == *provider && !entry.sending {
+                entry.due = now;
+            }
+        }
+    }
+
+    /// Countersignatures waiting for an acknowledgement.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether none is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// How one delivery of a countersignature ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// The provider has it.
+    Acknowledged,
+    /// The provider refused it for a reason that will not pass (a bad receipt): no retry.
+    Refused,
+    /// No acknowledgement (down, unreachable, busy, timed out): try again later.
+    Failed,
 }
 
 impl MarketClient {
@@ -250,7 +563,8 @@ impl MarketClient {
         // Nonces start at the clock in microseconds, so they keep increasing across restarts
         // without being stored: the providers' replay windows need nothing more.
         let first_nonce = now_ms().saturating_mul(1000);
-        Self {
+        let outbox = Outbox::open(&store, &key.public(), config.max_outbox);
+        let client = Self {
             inner: Arc::new(Inner {
                 key,
                 overlay,
@@ -262,9 +576,107 @@ impl MarketClient {
                     config.max_pending_settlements.max(1),
                 )),
                 unacknowledged: AtomicU64::new(0),
+                outbox: Mutex::new(outbox),
                 config,
                 metrics: std::sync::OnceLock::new(),
             }),
+        };
+        // Retries need a runtime; a client made outside one only delivers once (as `new` is
+        // always called inside one by the node, this is for completeness).
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(Self::retry_outbox(Arc::downgrade(&client.inner)));
+        }
+        client
+    }
+
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        self.inner
+            .outbox
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Countersignatures not yet acknowledged by their provider (being retried).
+    pub fn outbox_len(&self) -> usize {
+        self.outbox().len()
+    }
+
+    /// Tries every unacknowledged countersignature now and keeps trying (at the outbox's pace)
+    /// until none is left or `limit` has passed; returns how many are left. Call it before
+    /// exiting, after [`Self::flush_settlements`], to give restarting providers a chance.
+    pub async fn drain_outbox(&self, limit: Duration) -> usize {
+        let end = Instant::now() + limit;
+        {
+            let mut outbox = self.outbox();
+            let now = Instant::now();
+            for entry in outbox.entries.values_mut() {
+                if !entry.sending {
+                    entry.due = now;
+                }
+            }
+        }
+        loop {
+            let left = self.outbox_len();
+            if left == 0 || Instant::now() >= end {
+                return left;
+            }
+            tokio::time::sleep(OUTBOX_TICK.min(end.saturating_duration_since(Instant::now())))
+                .await;
+        }
+    }
+
+    /// The outbox's loop: every [`OUTBOX_TICK`], the countersignatures due are sent again (as
+    /// many at once as the settlement bound allows). Ends when the client is dropped.
+    async fn retry_outbox(inner: std::sync::Weak<Inner>) {
+        let mut tick = tokio::time::interval(OUTBOX_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            let client = MarketClient { inner };
+            let max = client.inner.config.max_pending_settlements.max(1);
+            let due = client.outbox().take_due(Instant::now(), max);
+            for (receipt, provider) in due {
+                let Ok(permit) = Arc::clone(&client.inner.settlements).acquire_owned().await else {
+                    return;
+                };
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let id = receipt.id();
+                    let outcome = client.deliver(provider, receipt).await;
+                    if outcome == Delivery::Acknowledged {
+                        tracing::info!(receipt = %id.short(), %provider,
+                            "a countersignature sent again was acknowledged");
+                    }
+                    client.outbox().finish(&id, outcome, &client.inner.config);
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    /// One delivery of a countersignature to its provider.
+    async fn deliver(&self, provider: PeerId, receipt: Receipt) -> Delivery {
+        let sent = tokio::time::timeout(
+            self.inner.config.settle_timeout,
+            self.inner.overlay.settle(provider, receipt),
+        )
+        .await;
+        match sent {
+            Ok(Ok(_)) => Delivery::Acknowledged,
+            Ok(Err(OverlayError::Refused(e)))
+                if !matches!(
+                    e.kind,
+                    QueryErrorKind::Busy | QueryErrorKind::RateLimited | QueryErrorKind::Internal
+                ) =>
+            {
+                tracing::warn!(%provider, reason = %e.message,
+                    "the provider refused our countersignature");
+                Delivery::Refused
+            }
+            _ => Delivery::Failed,
         }
     }
 
@@ -825,28 +1237,33 @@ impl MarketClient {
     /// already durable, and the provider's acknowledgement tells the client nothing it needs to use
     /// the answer. Deliveries in flight are bounded; [`Self::flush_settlements`] waits for them.
     async fn settle_in_background(&self, peer: PeerId, receipt: Receipt) {
+        {
+            let mut outbox = self.outbox();
+            // It answered us just now: whatever else it owes an acknowledgement for can go too.
+            outbox.hurry(&peer);
+            outbox.add(&receipt, peer);
+        }
         let permit = match Arc::clone(&self.inner.settlements).acquire_owned().await {
             Ok(permit) => permit,
             Err(_) => return,
         };
         let client = self.clone();
         tokio::spawn(async move {
-            let delivered = tokio::time::timeout(
-                client.inner.config.settle_timeout,
-                client.inner.overlay.settle(peer, receipt.clone()),
-            )
-            .await;
-            if !matches!(delivered, Ok(Ok(_))) {
+            let id = receipt.id();
+            let outcome = client.deliver(peer, receipt).await;
+            if outcome != Delivery::Acknowledged {
                 client.inner.unacknowledged.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(provider = %peer, receipt = %receipt.id().short(),
-                    "the provider did not acknowledge our countersignature; our copy is stored");
+                tracing::warn!(provider = %peer, receipt = %id.short(),
+                    "the provider did not acknowledge our countersignature; it stays in the outbox");
             }
+            client.outbox().finish(&id, outcome, &client.inner.config);
             drop(permit);
         });
     }
 
     /// Waits until every countersignature sent so far has been acknowledged or has timed out (at
-    /// most `limit`); returns how many were never acknowledged since this client started. Call it
+    /// most `limit`); returns how many first deliveries were not acknowledged since this client
+    /// started (those wait in the outbox: [`Self::outbox_len`], [`Self::drain_outbox`]). Call it
     /// before exiting.
     pub async fn flush_settlements(&self, limit: Duration) -> u64 {
         let all =
