@@ -13,7 +13,10 @@
 //! 3. **Rate**: a token bucket per client (burst, refill per second).
 //! 4. **Price**: the provider's price against the request's `max_price`.
 //! 5. **Credit**: the client's unpaid receipts plus this price against the provider's credit limit,
-//!    and against the client's genesis balance when the provider knows one.
+//!    and against the client's genesis balance when the provider knows one. Receipt halves the
+//!    client never countersigned stop counting once their query's deadline has passed (the answer
+//!    was most likely never delivered: the provider died or the connection broke between storing
+//!    and sending it), up to one credit limit's worth per client ([`UnsignedHalves`]).
 //!
 //! A nonce is recorded only when the query is admitted: a refused request can be fixed and sent again
 //! with the same nonce. Per-client state lives in a bounded map; when it is full the stalest client
@@ -24,8 +27,89 @@
 //! Pure logic, no clock and no I/O: the caller passes `now_ms` and the unpaid total, so every rule is
 //! unit-tested without sockets.
 
-use agora_protocols::{PublicKey, QueryError, QueryErrorKind, QueryRequest};
+use agora_protocols::{ContentId, PublicKey, QueryError, QueryErrorKind, QueryRequest};
 use std::collections::HashMap;
+
+/// Clients whose unsigned halves are tracked at once; halves of others count in full.
+pub const MAX_HALF_CLIENTS: usize = 4096;
+/// Unsigned halves tracked per client; past it, new ones count in full.
+pub const MAX_HALVES_PER_CLIENT: usize = 1024;
+
+/// Receipt halves a provider stored whose client has not countersigned them, per client, each with
+/// the time from which it no longer counts toward the client's credit ("stale"): its query's
+/// deadline (for halves stored before a restart, whose deadline was not kept: their answer time
+/// plus the replay window).
+///
+/// Why: a provider stores its half before it answers, and counts it as owed. If the answer never
+/// reaches the client (the provider is killed between storing and sending, the connection breaks),
+/// the client can never countersign it, yet it would count against the client's credit here until
+/// the epoch's settlement: enough of them block an honest client. An answer that did arrive is
+/// countersigned at once (and the client's outbox retries until the provider has it), so a half
+/// still unsigned after its deadline is most likely an answer never delivered.
+///
+/// The provider cannot tell an undelivered answer from a client that received it and refuses to
+/// countersign, so what is forgiven is capped: stale halves lower a client's owed total by at most
+/// the credit limit. A client that never countersigns gets at most twice the credit limit of
+/// answers for free, not an unbounded amount. Tracking is bounded ([`MAX_HALF_CLIENTS`],
+/// [`MAX_HALVES_PER_CLIENT`]); a half not tracked simply counts, which errs on the provider's side.
+#[derive(Debug, Default)]
+pub struct UnsignedHalves {
+    clients: HashMap<PublicKey, HashMap<ContentId, (u64, u64)>>,
+}
+
+impl UnsignedHalves {
+    /// Nothing tracked.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A half of `price` for `client` was stored; it goes stale at `stale_at_ms`.
+    pub fn stored(&mut self, client: PublicKey, id: ContentId, price: u64, stale_at_ms: u64) {
+        if !self.clients.contains_key(&client) && self.clients.len() >= MAX_HALF_CLIENTS {
+            return;
+        }
+        let halves = self.clients.entry(client).or_default();
+        if halves.len() < MAX_HALVES_PER_CLIENT {
+            halves.insert(id, (price, stale_at_ms));
+        }
+    }
+
+    /// The client countersigned the half `id`: it counts again, as a receipt owed.
+    pub fn countersigned(&mut self, client: &PublicKey, id: &ContentId) {
+        if let Some(halves) = self.clients.get_mut(client) {
+            halves.remove(id);
+            if halves.is_empty() {
+                self.clients.remove(client);
+            }
+        }
+    }
+
+    /// The prices of `client`'s stale halves at `now_ms`.
+    pub fn stale(&self, client: &PublicKey, now_ms: u64) -> u64 {
+        self.clients.get(client).map_or(0, |halves| {
+            halves
+                .values()
+                .filter(|(_, stale_at)| *stale_at <= now_ms)
+                .fold(0u64, |sum, (price, _)| sum.saturating_add(*price))
+        })
+    }
+
+    /// What `client` owes for credit: `unpaid` (stored unsettled receipts and queries in flight)
+    /// less its stale halves, at most `cap` of them.
+    pub fn owed(&self, client: &PublicKey, unpaid: u64, now_ms: u64, cap: u64) -> u64 {
+        unpaid.saturating_sub(self.stale(client, now_ms).min(cap))
+    }
+
+    /// Halves tracked, over all clients.
+    pub fn len(&self) -> usize {
+        self.clients.values().map(HashMap::len).sum()
+    }
+
+    /// Whether none is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+}
 
 /// Nonces remembered below the highest one seen, per client.
 pub const NONCE_WINDOW: u64 = 1024;
@@ -537,5 +621,37 @@ mod tests {
             .unwrap();
         let r = a.admit(&keys[0], &request(2, NOW, 10), 1, NOW + 12, 0, None);
         assert_eq!(kind(r), QueryErrorKind::Replay);
+    }
+
+    #[test]
+    fn unsigned_halves_stop_counting_after_their_deadline_up_to_the_credit_limit() {
+        let mut halves = UnsignedHalves::new();
+        let (c, other) = (
+            SecretKey::generate().public(),
+            SecretKey::generate().public(),
+        );
+        let id = |n: u8| ContentId::of_payload(&[n]);
+        for n in 0..4 {
+            halves.stored(c, id(n), 1000, NOW + u64::from(n) * 1000);
+        }
+        halves.stored(other, id(9), 1000, NOW);
+        // Before any deadline everything counts; then each half as its deadline passes.
+        assert_eq!(halves.owed(&c, 4000, NOW - 1, 10_000), 4000);
+        assert_eq!(halves.owed(&c, 4000, NOW, 10_000), 3000);
+        assert_eq!(halves.owed(&c, 4000, NOW + 3000, 10_000), 0);
+        // Never more than the cap is forgiven.
+        assert_eq!(halves.owed(&c, 4000, NOW + 3000, 2500), 1500);
+        // A countersigned half counts again; another client's halves are its own.
+        halves.countersigned(&c, &id(0));
+        assert_eq!(halves.owed(&c, 4000, NOW + 3000, 10_000), 1000);
+        assert_eq!(halves.stale(&other, NOW), 1000);
+        assert_eq!(halves.len(), 4);
+        // Tracking is bounded per client: the rest counts in full.
+        let mut many = UnsignedHalves::new();
+        for n in 0..MAX_HALVES_PER_CLIENT + 10 {
+            let id = ContentId::of_payload(&n.to_le_bytes());
+            many.stored(c, id, 1, NOW);
+        }
+        assert_eq!(many.stale(&c, NOW), MAX_HALVES_PER_CLIENT as u64);
     }
 }

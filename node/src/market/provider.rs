@@ -14,14 +14,18 @@
 //!    handed over.
 //!
 //! A settlement (the client's countersigned receipt) is committed and acknowledged with whether it
-//! was new. Every few seconds the provider re-advertises its models with their queue depth and
+//! was new. Halves never countersigned stop counting toward their client's credit once their
+//! query's deadline has passed, up to one credit limit's worth
+//! ([`crate::market::admission::UnsignedHalves`]). Every few seconds the provider re-advertises its models with their queue depth and
 //! measured throughput.
 
-use crate::market::admission::{Admission, AdmissionConfig};
+use crate::market::admission::{Admission, AdmissionConfig, UnsignedHalves};
 use crate::market::runner::ModelRunner;
 use crate::metrics::{Metrics, QueryRecord, error_kind_label};
 use agora_ledger::balances::Genesis;
-use agora_ledger::store::{Entry, Inserted, ReceiptStore, ReceiptWriter};
+use agora_ledger::store::{
+    Entry, Inserted, ListFilter, MAX_LIST_LIMIT, ReceiptStore, ReceiptWriter, StoredReceipt,
+};
 use agora_overlay::{Client, Event, QueryReply, SubnetOffer};
 use agora_protocols::{
     ContentId, ModelOffer, ProviderReceipt, PublicKey, QueryErrorKind, QueryRequest,
@@ -189,6 +193,8 @@ pub struct Provider {
     admission: Admission,
     stats: Arc<ProviderStats>,
     in_flight: Arc<Mutex<InFlight>>,
+    /// Halves stored and not countersigned, for the credit check.
+    halves: Arc<Mutex<UnsignedHalves>>,
     /// Answers per model since the last advert, for the measured throughput.
     answered_by_model: Arc<Mutex<HashMap<String, u64>>>,
     tasks: Arc<Semaphore>,
@@ -204,6 +210,7 @@ struct QueryJob {
     writer: ReceiptWriter,
     stats: Arc<ProviderStats>,
     in_flight: Arc<Mutex<InFlight>>,
+    halves: Arc<Mutex<UnsignedHalves>>,
     answered_by_model: Arc<Mutex<HashMap<String, u64>>>,
     request: Box<Signed<QueryRequest>>,
     reply: QueryReply,
@@ -225,7 +232,9 @@ impl Provider {
     ) -> Self {
         let admission = Admission::new(config.admission.clone());
         let tasks = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+        let halves = unsigned_halves(&store, &key.public(), config.admission.replay_window_ms);
         Self {
+            halves: Arc::new(Mutex::new(halves)),
             key,
             client,
             runner,
@@ -474,15 +483,19 @@ impl Provider {
                 })
             } else {
                 let pending = in_flight.pending.get(&client).copied().unwrap_or(0);
-                let unpaid = stored_unpaid.saturating_add(pending);
-                let decision = self.admission.admit(
-                    &client,
-                    q,
-                    price,
-                    agora_overlay::now_ms(),
-                    unpaid,
-                    balance,
-                );
+                let now = agora_overlay::now_ms();
+                let unpaid = self
+                    .halves
+                    .lock()
+                    .map(|h| {
+                        let cap = self.admission.config().credit_limit;
+                        h.owed(&client, stored_unpaid, now, cap)
+                    })
+                    .unwrap_or(stored_unpaid)
+                    .saturating_add(pending);
+                let decision = self
+                    .admission
+                    .admit(&client, q, price, now, unpaid, balance);
                 if decision.is_ok() {
                     *in_flight.pending.entry(client).or_insert(0) += price;
                     in_flight.queries.insert((client, q.query_id));
@@ -502,6 +515,7 @@ impl Provider {
             writer: self.writer.clone(),
             stats: Arc::clone(&self.stats),
             in_flight: Arc::clone(&self.in_flight),
+            halves: Arc::clone(&self.halves),
             answered_by_model: Arc::clone(&self.answered_by_model),
             request,
             reply,
@@ -527,10 +541,15 @@ impl Provider {
         let client = self.client.clone();
         let stats = Arc::clone(&self.stats);
         let metrics = self.metrics.clone();
+        let halves = Arc::clone(&self.halves);
         tokio::spawn(async move {
             let id = receipt.id();
+            let payer = receipt.body().client;
             let response = match writer.commit(Entry::Full(*receipt)).await {
                 Ok(inserted) => {
+                    if let Ok(mut halves) = halves.lock() {
+                        halves.countersigned(&payer, &id);
+                    }
                     let new = inserted != Inserted::AlreadyPresent;
                     let counter = if new {
                         &stats.settled_new
@@ -627,8 +646,12 @@ impl QueryJob {
                 return agora_overlay::error_response(QueryErrorKind::Internal, e.to_string());
             }
         };
+        let (id, client) = (half.id(), half.body().client);
         match self.writer.commit(Entry::Half(half)).await {
             Ok(_) => {
+                if let Ok(mut halves) = self.halves.lock() {
+                    halves.stored(client, id, self.price, q.deadline_ms);
+                }
                 self.stats.answered.fetch_add(1, Ordering::Relaxed);
                 self.metrics.receipt_stored("provider", self.price);
                 if let Ok(mut m) = self.answered_by_model.lock() {
@@ -646,6 +669,39 @@ impl QueryJob {
             }
         }
     }
+}
+
+/// The halves in `store` that `provider` signed and no client countersigned yet (the newest
+/// [`MAX_LIST_LIMIT`] unsettled rows are read), as of a start: their query's deadline was not kept,
+/// so each goes stale `replay_window_ms` after it was answered (no query is admitted later than
+/// that after it was sent, so no answer of it can still be on its way).
+fn unsigned_halves(
+    store: &ReceiptStore,
+    provider: &PublicKey,
+    replay_window_ms: u64,
+) -> UnsignedHalves {
+    let mut halves = UnsignedHalves::new();
+    let filter = ListFilter {
+        party: Some(*provider),
+        only_unsettled: true,
+        limit: MAX_LIST_LIMIT,
+    };
+    match store.list(&filter) {
+        Ok(rows) => {
+            for row in rows {
+                if let StoredReceipt::Half(half) = row {
+                    let body = half.body();
+                    if body.provider == *provider {
+                        let stale_at = body.answered_at_ms.saturating_add(replay_window_ms);
+                        halves.stored(body.client, half.id(), body.price, stale_at);
+                    }
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e,
+            "cannot read the receipt store's unsigned halves: they all count toward credit"),
+    }
+    halves
 }
 
 /// A peer's id as text for the status page, from its key (the key's hex if it has no peer id).
