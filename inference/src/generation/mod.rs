@@ -4,7 +4,9 @@
 //! and dequantises its tensors; [`tokenizer`] builds the byte-level BPE tokenizer and the chat template
 //! from the file's metadata; [`model`] is Llama in burn with a KV cache; [`sampling`] picks tokens
 //! (greedy, or seeded temperature / top-p). [`TextGenerator`] ties them together and streams text as it
-//! is produced, stopping at the end-of-turn token, a stop string, or the token budget.
+//! is produced, stopping at the end-of-turn token, a stop string, or the token budget; it runs one
+//! request at a time. To serve many, [`batch::GenerationScheduler`] decodes concurrent requests together
+//! step by step (continuous batching), each getting the tokens it would get alone.
 //!
 //! ```no_run
 //! use agora_inference::generation::{GenerationParams, TextGenerator, default_model_path};
