@@ -490,6 +490,13 @@ impl Future for GenerationTicket {
     }
 }
 
+/// Answers [`SchedulerError::DeadlineExceeded`] through `done`, which is about to be dropped with
+/// its request (`retain` lends it by reference: a closed stand-in takes its place).
+fn expire(done: &mut oneshot::Sender<Answer>) {
+    let (stand_in, _) = oneshot::channel();
+    let _ = std::mem::replace(done, stand_in).send(Err(SchedulerError::DeadlineExceeded.into()));
+}
+
 /// A sequence with a seat in the batch.
 struct Active<B: Backend> {
     decoding: Decoding,
@@ -651,9 +658,7 @@ impl<B: Backend> Worker<B> {
                 false
             } else if now >= r.deadline {
                 stats.expired.fetch_add(1, Ordering::Relaxed);
-                let (tx, _) = oneshot::channel();
-                let done = std::mem::replace(&mut r.done, tx);
-                let _ = done.send(Err(SchedulerError::DeadlineExceeded.into()));
+                expire(&mut r.done);
                 false
             } else {
                 true
@@ -672,9 +677,7 @@ impl<B: Backend> Worker<B> {
                 false
             } else if now >= a.deadline {
                 stats.expired.fetch_add(1, Ordering::Relaxed);
-                let (tx, _) = oneshot::channel();
-                let done = std::mem::replace(&mut a.done, tx);
-                let _ = done.send(Err(SchedulerError::DeadlineExceeded.into()));
+                expire(&mut a.done);
                 false
             } else {
                 true
