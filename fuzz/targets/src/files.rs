@@ -114,3 +114,92 @@ pub fn safetensors(data: &[u8]) {
 fn panic_invariant(what: &str) -> ! {
     panic!("invariant broken: {what}")
 }
+
+/// The flags of one command table a config file may hold, of each kind of value parser the
+/// command line uses: lists of text, a number, a bounded number, a switch, a socket address, a
+/// choice. (The real command's flags live in the `agora` binary; the decoder only ever sees them
+/// as clap arguments like these.)
+fn config_flags() -> Vec<clap::Arg> {
+    use clap::{Arg, ArgAction, value_parser};
+    vec![
+        Arg::new("models").long("model").action(ArgAction::Append),
+        Arg::new("prices").long("price").action(ArgAction::Append),
+        Arg::new("credit_limit")
+            .long("credit-limit")
+            .action(ArgAction::Set)
+            .value_parser(value_parser!(u64)),
+        Arg::new("rate_limit")
+            .long("rate-limit")
+            .action(ArgAction::Set)
+            .value_parser(value_parser!(u32).range(1..)),
+        Arg::new("loopback")
+            .long("loopback")
+            .action(ArgAction::SetTrue),
+        Arg::new("http")
+            .long("http")
+            .action(ArgAction::Set)
+            .value_parser(value_parser!(std::net::SocketAddr)),
+        Arg::new("relay")
+            .long("relay")
+            .action(ArgAction::Set)
+            .value_parser(["auto", "always", "never"]),
+    ]
+}
+
+/// The operator's TOML configuration file (`agora::config_file`, what `agora` reads with
+/// `--config`): the text parsed, its tables and keys checked against the shared tables and one
+/// command table (`[serve]`, with flags of every kind of parser), and each value turned into the
+/// text a flag would carry and checked with that flag's parser. What passes holds: every table and
+/// key the check accepted is known, and a value is a list only where its flag takes several.
+pub fn config(data: &[u8]) {
+    use agora::config_file::{ConfigTables, is_list, shared_keys, values};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(file) = ConfigTables::parse(text) else {
+        return;
+    };
+    let flags = config_flags();
+    let command_keys: Vec<String> = flags
+        .iter()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
+    let known = |table: &str| {
+        shared_keys(table).or_else(|| (table == "serve").then(|| command_keys.clone()))
+    };
+    let checked = file.check(known).is_ok();
+    // Shared keys take text; a shared list (bootstrap, listen, subnet) takes several.
+    let text_flag = clap::Arg::new("text")
+        .long("text")
+        .action(clap::ArgAction::Set);
+    let list_flag = clap::Arg::new("list")
+        .long("list")
+        .action(clap::ArgAction::Append);
+    for (table, key, value) in file.entries() {
+        if checked {
+            assert!(
+                known(table).is_some_and(|keys| keys.iter().any(|k| k == key)),
+                "[{table}] {key} passed the check but is unknown"
+            );
+        }
+        let arg = flags
+            .iter()
+            .find(|a| table == "serve" && a.get_long() == Some(key))
+            .unwrap_or(if matches!(key, "bootstrap" | "listen" | "subnet") {
+                &list_flag
+            } else {
+                &text_flag
+            });
+        if let Ok(values) = values(value, arg) {
+            if is_list(arg) {
+                assert!(value.is_array() || values.len() == 1);
+            } else {
+                assert_eq!(
+                    values.len(),
+                    1,
+                    "[{table}] {key}: one value for a single flag"
+                );
+            }
+        }
+    }
+}

@@ -20,7 +20,7 @@ pub mod ledger;
 pub mod seeds;
 pub mod wire;
 
-pub use files::{balances_genesis, gguf, keyfile, ledger_genesis, safetensors};
+pub use files::{balances_genesis, config, gguf, keyfile, ledger_genesis, safetensors};
 pub use ledger::{anchor_journal, anchor_record, inclusion_proof, ledger_log, ledger_tx};
 pub use wire::{
     advert, embed_input, embed_output, generate_input, generate_output, merkle_proof, offer,
@@ -125,6 +125,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "safetensors",
         run: safetensors,
+    },
+    Target {
+        name: "config",
+        run: config,
     },
 ];
 

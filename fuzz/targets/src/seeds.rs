@@ -456,6 +456,46 @@ fn keyfiles(seeds: &mut Seeds) -> Result<(), SeedError> {
     Ok(())
 }
 
+/// Config files: the example of docs/configuration.md, one with every shared table, and a few
+/// that are refused for each reason (an unknown table, an unknown key, a value where a table
+/// belongs, a list for a single flag, a bad number).
+fn configs(seeds: &mut Seeds) {
+    let examples: &[(&str, &str)] = &[
+        (
+            "example",
+            "[mesh]\nbootstrap = [\"/dns4/boot.example.org/tcp/4001/p2p/12D3KooW\"]\n\
+             listen = [\"/ip4/0.0.0.0/tcp/4001\", \"/ip4/0.0.0.0/udp/4001/quic-v1\"]\n\
+             subnet = [1]\n\n[wallet]\nwallet = \"miner1\"\n\n[serve]\n\
+             model = [\"all-minilm-l6-v2\", \"smollm2-135m-instruct\"]\n\
+             price = [\"all-minilm-l6-v2=1000\", \"smollm2-135m-instruct=50000\"]\n\
+             http = \"127.0.0.1:7700\"\n",
+        ),
+        (
+            "shared-tables",
+            "[mesh]\nloopback = true\nrelay = \"never\"\nkad-server = false\n\
+             [wallet]\nwallet-path = \"/var/lib/agora/wallets\"\nhotkey = \"default\"\n\
+             [ledger]\nledger-log = \"ledger.log\"\nchain-depth = 2\nchain-id = 31337\n\
+             [client]\nmax-price = 1000000\ndeadline-ms = 60000\nattempts = 3\nmode = \"direct\"\n\
+             [serve]\ncredit-limit = 1000000000\nrate-limit = 50\nrelay = \"auto\"\n",
+        ),
+        ("unknown-table", "[server]\nmodel = \"x\"\n"),
+        ("unknown-key", "[mesh]\nbootstraps = []\n"),
+        ("not-a-table", "model = \"all-minilm-l6-v2\"\n"),
+        (
+            "list-for-one",
+            "[serve]\nhttp = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n",
+        ),
+        ("bad-number", "[serve]\ncredit-limit = -5\nrate-limit = 0\n"),
+        (
+            "dates-and-tables",
+            "[serve]\nmodel = [1979-05-27, { a = 1 }]\nhttp = 1.5\n",
+        ),
+    ];
+    for (name, text) in examples {
+        seeds.add("config", name, text.as_bytes().to_vec());
+    }
+}
+
 /// The first `n` bytes of a file, if it can be read.
 fn head(path: &Path, n: usize) -> Option<Vec<u8>> {
     use std::io::Read;
@@ -687,6 +727,7 @@ pub fn all(scratch: &Path) -> Result<Vec<Seed>, SeedError> {
     anchors(&mut seeds, scratch)?;
     keyfiles(&mut seeds)?;
     models(&mut seeds)?;
+    configs(&mut seeds);
     Ok(seeds.0)
 }
 

@@ -24,106 +24,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Largest config file read: a config is a few hundred bytes; anything near this is a mistake
-/// (a wrong path), and reading it whole must stay cheap.
-pub const MAX_CONFIG_LEN: u64 = 64 * 1024;
+pub use agora::config_file::{COMMANDS, MAX_CONFIG_LEN};
+use agora::config_file::{ConfigError, ConfigTables, SHARED, SharedKey, is_list, shared_keys};
 
 /// The environment variable naming the config file.
 pub const CONFIG_ENV: &str = "AGORA_CONFIG";
-
-/// Commands that read the config file: the long-running peers and the commands that talk to them.
-/// Others (wallet, ledger, transfer, ...) act once on what their flags say, and a broken config
-/// file must never stop an operator from using them to repair things.
-pub const COMMANDS: &[&str] = &[
-    "node",
-    "serve",
-    "validate",
-    "query",
-    "gateway",
-    "peers",
-    "providers",
-];
-
-/// A key of a shared table: which argument (by clap id, and long name where ids are reused by
-/// unrelated arguments) it sets in every command that has that argument.
-#[derive(Debug)]
-struct SharedKey {
-    table: &'static str,
-    key: &'static str,
-    id: &'static str,
-    /// The argument's long flag must be this one (None: any, e.g. the gateway's `--p2p-listen`).
-    long: Option<&'static str>,
-}
-
-const fn shared(
-    table: &'static str,
-    key: &'static str,
-    id: &'static str,
-    long: Option<&'static str>,
-) -> SharedKey {
-    SharedKey {
-        table,
-        key,
-        id,
-        long,
-    }
-}
-
-/// Every shared key. The argument structs that carry them (`MeshArgs`, `KeyArgs`, `LedgerPaths`,
-/// `ClientArgs`) are flattened into several commands; this is where their table is decided.
-const SHARED: &[SharedKey] = &[
-    shared("mesh", "bootstrap", "bootstrap", Some("bootstrap")),
-    shared("mesh", "listen", "listen", None),
-    shared("mesh", "kad-server", "kad_server", Some("kad-server")),
-    shared("mesh", "loopback", "loopback", Some("loopback")),
-    shared("mesh", "relay", "relay", Some("relay")),
-    shared("mesh", "subnet", "subnets", Some("subnet")),
-    shared("wallet", "wallet", "wallet", Some("wallet")),
-    shared("wallet", "hotkey", "hotkey", Some("hotkey")),
-    shared("wallet", "wallet-path", "wallet_path", Some("wallet-path")),
-    shared(
-        "wallet",
-        "password-file",
-        "password_file",
-        Some("password-file"),
-    ),
-    shared(
-        "wallet",
-        "password-env",
-        "password_env",
-        Some("password-env"),
-    ),
-    shared("ledger", "ledger-log", "log", Some("ledger-log")),
-    shared(
-        "ledger",
-        "ledger-genesis",
-        "genesis",
-        Some("ledger-genesis"),
-    ),
-    shared("ledger", "chain-rpc", "chain_rpc", Some("chain-rpc")),
-    shared(
-        "ledger",
-        "chain-contract",
-        "chain_contract",
-        Some("chain-contract"),
-    ),
-    shared(
-        "ledger",
-        "chain-start-block",
-        "chain_start_block",
-        Some("chain-start-block"),
-    ),
-    shared("ledger", "chain-depth", "chain_depth", Some("chain-depth")),
-    shared("ledger", "chain-id", "chain_id", Some("chain-id")),
-    shared("ledger", "chain-key", "chain_key", Some("chain-key")),
-    shared("client", "max-price", "max_price", Some("max-price")),
-    shared("client", "deadline-ms", "deadline_ms", Some("deadline-ms")),
-    shared("client", "attempts", "attempts", Some("attempts")),
-    shared("client", "mode", "mode", Some("mode")),
-];
-
-/// The shared tables, in the order `config show` and the docs list them.
-pub const SHARED_TABLES: &[&str] = &["mesh", "wallet", "ledger", "client"];
 
 /// Arguments that describe one run rather than a setup: never read from the file or the
 /// environment. `--ephemeral-key` is among them because it conflicts with `--wallet`, and a file
@@ -231,11 +136,6 @@ fn env_name(command: &str, arg: &Arg) -> String {
     format!("AGORA_{}", key.replace('-', "_").to_uppercase())
 }
 
-/// Whether `arg` takes a list (a repeatable flag).
-fn is_list(arg: &Arg) -> bool {
-    matches!(arg.get_action(), ArgAction::Append)
-}
-
 /// Whether `arg` is an on/off switch.
 fn is_switch(arg: &Arg) -> bool {
     matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse)
@@ -289,7 +189,7 @@ pub struct ConfigFile {
     pub path: PathBuf,
     /// How that path was chosen.
     pub origin: Origin,
-    tables: toml::Table,
+    tables: ConfigTables,
 }
 
 /// A value installed from the file: which argument, and the table it was read from.
@@ -381,9 +281,12 @@ impl ConfigFile {
         }
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the config file {}", path.display()))?;
-        let tables: toml::Table = text
-            .parse()
-            .map_err(|e| anyhow!("the config file {} is not valid TOML: {e}", path.display()))?;
+        let tables = ConfigTables::parse(&text).map_err(|e| match e {
+            ConfigError::TooLarge { .. } | ConfigError::Toml(_) => {
+                anyhow!("the config file {} is {e}", path.display())
+            }
+            other => anyhow!("{}: {other}", path.display()),
+        })?;
         Ok(ConfigFile {
             path: path.to_path_buf(),
             origin,
@@ -394,36 +297,14 @@ impl ConfigFile {
     /// Checks every table and key of the file against `cmd` (the root command): an unknown one is
     /// an error naming it, the file, and the keys that table accepts.
     pub fn check(&self, cmd: &Command) -> anyhow::Result<()> {
-        let path = self.path.display();
-        for (name, value) in &self.tables {
-            let Some(table) = value.as_table() else {
-                bail!(
-                    "{path}: `{name}` is not a table: every setting belongs to a table such as \
-                     [mesh] or [serve]; tables: {}",
-                    table_names().join(", ")
-                );
-            };
-            let valid = valid_keys(cmd, name).ok_or_else(|| {
-                anyhow!(
-                    "{path}: unknown table [{name}]; tables: {}",
-                    table_names().join(", ")
-                )
-            })?;
-            for key in table.keys() {
-                if !valid.iter().any(|k| k == key) {
-                    bail!(
-                        "{path}: unknown key `{key}` in [{name}]; keys of [{name}]: {}",
-                        valid.join(", ")
-                    );
-                }
-            }
-        }
-        Ok(())
+        self.tables
+            .check(|table| valid_keys(cmd, table))
+            .map_err(|e| anyhow!("{}: {e}", self.path.display()))
     }
 
     /// The value of `key` in `table`, if the file sets it.
     fn get(&self, table: &str, key: &str) -> Option<&toml::Value> {
-        self.tables.get(table)?.as_table()?.get(key)
+        self.tables.get(table, key)
     }
 
     /// Installs every value the file sets for subcommand `name` as clap defaults, after checking
@@ -477,83 +358,15 @@ impl ConfigFile {
         value: &toml::Value,
         arg: &Arg,
     ) -> anyhow::Result<Vec<String>> {
-        let at = format!("{}: [{table}] {key}", self.path.display());
-        let values = match value {
-            toml::Value::Array(items) if is_list(arg) => items
-                .iter()
-                .map(|v| {
-                    scalar(v).ok_or_else(|| anyhow!("{at}: the list holds a {}", v.type_str()))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?,
-            toml::Value::Array(_) => bail!("{at}: takes one value, not a list"),
-            other => vec![scalar(other).ok_or_else(|| {
-                anyhow!("{at}: a {} is not a value for this key", other.type_str())
-            })?],
-        };
-        for value in &values {
-            check_value(arg, value).map_err(|e| anyhow!("{at}: {e}"))?;
-        }
-        Ok(values)
+        agora::config_file::values(value, arg)
+            .map_err(|e| anyhow!("{}: [{table}] {key}: {e}", self.path.display()))
     }
-}
-
-/// A TOML scalar as the text a flag would carry.
-fn scalar(value: &toml::Value) -> Option<String> {
-    match value {
-        toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::Float(f) => Some(f.to_string()),
-        toml::Value::Boolean(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// Parses `value` with `arg`'s own value parser, by parsing it as that flag on a one-argument
-/// command: the error is the one clap gives for the flag on the command line.
-fn check_value(arg: &Arg, value: &str) -> Result<(), String> {
-    let long = arg.get_long().unwrap_or("value").to_string();
-    let mut probe = Arg::new(arg.get_id().clone())
-        .long(long.clone())
-        .action(ArgAction::Set)
-        .value_parser(arg.get_value_parser().clone())
-        .ignore_case(arg.is_ignore_case_set())
-        .allow_hyphen_values(true);
-    if let Some(names) = arg.get_value_names() {
-        probe = probe.value_names(names.iter().cloned());
-    }
-    let cmd = Command::new("agora")
-        .no_binary_name(true)
-        .disable_help_flag(true)
-        .arg(probe);
-    match cmd.try_get_matches_from([format!("--{long}"), value.to_string()]) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let text = e.render().to_string();
-            let text = text.trim_start_matches("error: ");
-            let text = text
-                .split("\n\nFor more information")
-                .next()
-                .unwrap_or(text);
-            Err(text.trim_end().to_string())
-        }
-    }
-}
-
-/// Every table a config file may hold.
-fn table_names() -> Vec<&'static str> {
-    SHARED_TABLES.iter().chain(COMMANDS).copied().collect()
 }
 
 /// The keys `table` accepts, or None if there is no such table.
 fn valid_keys(cmd: &Command, table: &str) -> Option<Vec<String>> {
-    if SHARED_TABLES.contains(&table) {
-        return Some(
-            SHARED
-                .iter()
-                .filter(|k| k.table == table)
-                .map(|k| k.key.to_string())
-                .collect(),
-        );
+    if let Some(keys) = shared_keys(table) {
+        return Some(keys);
     }
     let name = COMMANDS.iter().find(|c| **c == table)?;
     let sub = cmd.find_subcommand(name)?;
@@ -781,6 +594,7 @@ fn boolish(raw: &str) -> bool {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+    use agora::config_file::SHARED_TABLES;
 
     #[test]
     fn the_command_is_well_formed() {
