@@ -16,7 +16,8 @@
 //! Promises checked:
 //! - every honest query is answered (it may retry on `Busy`, the promised answer to load; it is
 //!   never left unanswered, rate limited or failed);
-//! - the provider refuses rather than queues: the greedy peer is refused `RateLimited`, and the
+//! - the provider refuses rather than queues: the greedy peer is refused `RateLimited` (by the
+//!   provider's admission, or by the overlay past 64 open requests from one peer), and the
 //!   queries it runs at once never exceed its bound (`max_in_flight`, 256; beyond it: `Busy`);
 //! - its resident memory (VmRSS of the process, sampled every 100 ms) stays within 300 MiB of what
 //!   it was before the flood (see RELIABILITY.md for why that bound);
@@ -479,10 +480,21 @@ fn a_flood_from_fifty_peers_is_refused_while_an_honest_peer_is_answered() {
     );
     assert!(honest_answered > 0);
     let refused = |kind: &str| stats["refused"][kind].as_u64().unwrap_or(0);
-    assert!(
-        refused("RateLimited") > 0,
-        "the greedy peer was never rate limited: {stats}"
-    );
+    // Refused by the provider's admission or, past 64 open requests, by the overlay.
+    let rate_limited = refused("RateLimited")
+        + tally
+            .iter()
+            .filter(|((_, result), _)| result == "RateLimited")
+            .map(|(_, n)| n)
+            .sum::<u64>();
+    // With another mix (AGORA_FLOOD_KINDS) the greedy peer's queries may never be built in time
+    // to run into anything.
+    if std::env::var("AGORA_FLOOD_KINDS").is_err() {
+        assert!(
+            rate_limited > 0,
+            "the greedy peer was never rate limited: {stats}"
+        );
+    }
     assert!(max_in_flight <= 256, "{max_in_flight} queries in flight");
     assert!(
         peak.saturating_sub(baseline) <= RSS_BOUND_MIB * 1024,
