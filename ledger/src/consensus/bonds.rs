@@ -286,7 +286,9 @@ struct Yuma3Row<'a> {
 }
 
 impl Yuma3Row<'_> {
-    #[inline]
+    /// Called once per bond entry from two loops: always inlined, or the call costs more than
+    /// the work.
+    #[inline(always)]
     fn add(&mut self, j: u16, b: I32F32) {
         let inc = self
             .incentive
