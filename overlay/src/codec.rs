@@ -501,6 +501,7 @@ mod tests {
             peer_burst_bytes: 2000,
             max_streams_per_peer: 3,
             max_tracked_peers: 2,
+            check_threads: 1,
         };
         let template = QueryCodec::new(limits);
         let (a, b, c, d) = (

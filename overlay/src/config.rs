@@ -122,6 +122,10 @@ pub struct InboundLimits {
     pub max_streams_per_peer: usize,
     /// Most peers whose byte buckets are remembered; past it, the one idle longest is forgotten.
     pub max_tracked_peers: usize,
+    /// Queries larger than a small frame are checked (decoded, signature verified over the whole
+    /// input) on the blocking pool, at most this many at once, instead of on the event loop that
+    /// every peer's traffic goes through. One per CPU.
+    pub check_threads: usize,
 }
 
 impl Default for InboundLimits {
@@ -135,6 +139,7 @@ impl Default for InboundLimits {
             peer_burst_bytes: 2 * largest,
             max_streams_per_peer: 64,
             max_tracked_peers: 4096,
+            check_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }

@@ -29,8 +29,9 @@ use libp2p::request_response::{self, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, autonat, gossipsub, identify, ping, relay};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Most addresses remembered per peer from identify.
 const MAX_ADDRS_PER_PEER: usize = 8;
@@ -131,7 +132,24 @@ pub struct EventLoop {
     /// Failed pings in a row, per connection.
     ping_failures: HashMap<ConnectionId, u32>,
     provided_at_table_size: Option<usize>,
+    /// Large inbound queries checked off the event loop come back here (see
+    /// [`EventLoop::check_off_the_loop`]).
+    checked_tx: mpsc::Sender<Checked>,
+    checked_rx: mpsc::Receiver<Checked>,
+    /// Large inbound queries being checked at once.
+    checking: Arc<Semaphore>,
 }
+
+/// A large inbound query, checked on the blocking pool.
+#[derive(Debug)]
+struct Checked {
+    peer: PeerId,
+    result: Result<Signed<QueryRequest>, agora_protocols::QueryError>,
+    reply: QueryReply,
+}
+
+/// Checked queries waiting for the event loop.
+const CHECKED_BUFFER: usize = 64;
 
 /// Failed pings in a row after which a connection counts as dead and is closed (pings run every
 /// 15 s with a 20 s timeout, so a dead connection goes within about a minute).
@@ -176,6 +194,8 @@ impl EventLoop {
         metrics: Option<libp2p::metrics::Metrics>,
         overlay_metrics: Option<OverlayMetrics>,
     ) -> Self {
+        let (checked_tx, checked_rx) = mpsc::channel(CHECKED_BUFFER);
+        let config_checks = config.inbound.check_threads.max(1);
         Self {
             providers: ProviderTable::new(config.max_providers),
             offers: config.offers.clone(),
@@ -197,6 +217,9 @@ impl EventLoop {
             relay_retry: (None, RELAY_RETRY_FIRST),
             ping_failures: HashMap::new(),
             provided_at_table_size: None,
+            checked_tx,
+            checked_rx,
+            checking: Arc::new(Semaphore::new(config_checks)),
         }
     }
 
@@ -302,6 +325,7 @@ impl EventLoop {
         loop {
             tokio::select! {
                 event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                Some(checked) = self.checked_rx.recv() => self.on_checked(checked),
                 command = self.commands.recv() => match command {
                     Some(command) => self.on_command(command),
                     None => return,
@@ -972,6 +996,12 @@ impl EventLoop {
     /// with the refusal.
     fn on_inbound_request(&mut self, peer: PeerId, request: QueryWireRequest, reply: QueryReply) {
         let response = match request {
+            QueryWireRequest::Query(bytes)
+                if bytes.len() > self.config.inbound.small_frame_bytes =>
+            {
+                self.check_off_the_loop(peer, bytes, reply);
+                return;
+            }
             QueryWireRequest::Query(bytes) => match check_inbound_query(&peer, &bytes, now_ms()) {
                 Ok(request) => {
                     let event = Event::InboundQuery {
@@ -1034,6 +1064,62 @@ impl EventLoop {
             .behaviour_mut()
             .query
             .send_response(reply.channel, response);
+    }
+
+    /// Checks a large query (its signature runs over the whole input: a 4 MiB input costs
+    /// milliseconds in a release build and far more in a debug one) on the blocking pool, at most
+    /// [`crate::InboundLimits::check_threads`] at once, so that the event loop goes on serving
+    /// every other peer meanwhile. The result comes back through `checked_rx`. What waits here is
+    /// bounded by the inbound byte budget, whose charge the reply still holds.
+    fn check_off_the_loop(&mut self, peer: PeerId, bytes: Vec<u8>, reply: QueryReply) {
+        let (tx, checking) = (self.checked_tx.clone(), Arc::clone(&self.checking));
+        tokio::spawn(async move {
+            let Ok(_permit) = checking.acquire_owned().await else {
+                return;
+            };
+            let checked =
+                tokio::task::spawn_blocking(move || check_inbound_query(&peer, &bytes, now_ms()))
+                    .await;
+            match checked {
+                Ok(result) => {
+                    let _ = tx
+                        .send(Checked {
+                            peer,
+                            result,
+                            reply,
+                        })
+                        .await;
+                }
+                // The check panicked (it never should): the reply is dropped, the peer times out.
+                Err(e) => tracing::error!(%peer, error = %e, "checking an inbound query failed"),
+            }
+        });
+    }
+
+    /// A large query checked off the loop: handed on, or answered with why not.
+    fn on_checked(&mut self, checked: Checked) {
+        let Checked {
+            peer,
+            result,
+            reply,
+        } = checked;
+        match result {
+            Ok(request) => self.deliver(Event::InboundQuery {
+                peer,
+                request: Box::new(request),
+                reply,
+            }),
+            Err(e) => {
+                if let Some(m) = &self.overlay_metrics {
+                    m.inbound_refused("query", e.kind);
+                }
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .query
+                    .send_response(reply.channel, QueryWireResponse::Error(e));
+            }
+        }
     }
 
     /// Hands an inbound request to the application, or answers `Busy` at once when its queue is full
