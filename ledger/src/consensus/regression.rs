@@ -236,3 +236,24 @@ fn the_epoch_refuses_exactly_what_validate_refuses() {
     }
     assert!(refused > 1000, "only {refused} inputs were refused");
 }
+
+#[test]
+fn an_empty_subnet_runs_to_empty_outputs() {
+    let mut rng = Rng(7);
+    let mut inp = input(&mut rng, 1, 1);
+    let s = &mut inp.state;
+    inp.params.n = 0;
+    inp.params.owner_uid = None;
+    for v in [
+        &mut s.stake,
+        &mut s.block_at_registration,
+        &mut s.last_update,
+    ] {
+        v.clear();
+    }
+    s.validator_permit.clear();
+    s.weights.clear();
+    s.bonds.clear();
+    let out = super::run_epoch(&inp).map_err(|e| e.to_string());
+    assert!(out.is_ok_and(|o| o.consensus_u16.is_empty() && o.bonds.is_empty()));
+}
