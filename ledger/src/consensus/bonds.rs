@@ -516,7 +516,11 @@ impl AlphaCurve {
     /// Alpha for `x`, step for step as the chain.
     fn of(la: LiquidAlpha, slope: I32F32, x: I32F32) -> I32F32 {
         let exponent = slope.saturating_mul(x.saturating_sub(I32F32::HALF));
-        let sigmoid = I32F32::ONE.saturating_div(I32F32::ONE.saturating_add(exp_safe(exponent)));
+        // `saturating_div` by a value of at least 1 never saturates: it is `checked_div`.
+        let one_plus = I32F32::ONE.saturating_add(exp_safe(exponent));
+        let sigmoid = I32F32::ONE
+            .checked_div_fast(one_plus)
+            .unwrap_or_else(|| I32F32::ONE.saturating_div(one_plus));
         let alpha = la
             .low
             .saturating_add(sigmoid.saturating_mul(la.high.saturating_sub(la.low)));

@@ -140,6 +140,23 @@ impl I32F32 {
         i64::try_from(q).ok().map(Self)
     }
 
+    /// [`I32F32::checked_div`], through one 64-bit division for 1 divided by a value of at least
+    /// 1 (the sigmoid of liquid alpha and the reciprocal in `exp`).
+    #[must_use]
+    pub fn checked_div_fast(self, rhs: Self) -> Option<Self> {
+        if self == Self::ONE
+            && let Ok(d) = u64::try_from(rhs.0)
+            && d >= 1 << FRAC_BITS
+        {
+            // 1 / d is 2^64 / d in bits. floor((2^64 - 1) / d) is the same number unless d divides
+            // 2^64, that is unless d is a power of two, when it is one less. The quotient is at
+            // most 2^32.
+            let q = u64::MAX / d + u64::from(d.is_power_of_two());
+            return Some(Self(q as i64));
+        }
+        self.checked_div(rhs)
+    }
+
     /// The chain's `safe_div`: `trunc(a / b)`, or 0 on a zero divisor or overflow.
     #[must_use]
     pub fn safe_div(self, rhs: Self) -> Self {
@@ -286,6 +303,11 @@ const E_AS_I9F23_BITS: i64 = (0xADF8_5458_A2BB_4A9A_AFDC_5620_273D_3CF1_u128 >> 
 /// `substrate_fixed::transcendental::exp` for `I32F32` in and out: `1 + x + x²/2! + …` with 30
 /// terms (`i` from 2 to 31), each term `floor(term * x)` then truncated `/ i`; negative inputs
 /// take the reciprocal of `exp(|x|)`. `None` where the chain returns `Err` (overflow).
+///
+/// Liquid alpha runs this once per bond entry whose input does not repeat, so it is written for
+/// speed without changing a bit: the terms are non-negative, so the products and quotients are
+/// taken as unsigned integers, the loop is unrolled so that each `/ i` is a division by a constant
+/// (a multiply), and the reciprocal is a 64-bit division.
 pub fn exp(x: I32F32) -> Option<I32F32> {
     if x == I32F32::ZERO {
         return Some(I32F32::ONE);
@@ -294,43 +316,40 @@ pub fn exp(x: I32F32) -> Option<I32F32> {
         return Some(I32F32::from_bits(E_AS_I9F23_BITS << 9));
     }
     let neg = x < I32F32::ZERO;
-    let operand = if neg {
-        I32F32::from_bits(x.to_bits().checked_neg()?)
-    } else {
-        x
-    };
-    let mut result = operand.to_bits().checked_add(I32F32::ONE.to_bits())?;
+    // |x| as an unsigned value; `checked_abs` fails only for the smallest value, as the chain's
+    // negation does.
+    let operand = u64::try_from(x.to_bits().checked_abs()?).ok()?;
+    let mut result = operand
+        .checked_add(I32F32::ONE.to_bits() as u64)
+        .filter(|&r| r <= i64::MAX as u64)?;
     let mut term = operand;
-    for i in 2..FRAC_BITS {
-        term = term.checked_mul(operand)?;
-        // term / i with i an integer is term.bits / i truncated (see `checked_div`); `term` is
-        // non-negative here, and a constant divisor compiles to a multiply.
-        term = I32F32::from_bits(div_by_small(term.to_bits(), i));
-        if term == I32F32::ZERO {
-            // Every later term is 0·x/i = 0: the remaining iterations add nothing.
-            break;
-        }
-        result = result.checked_add(term.to_bits())?;
+    macro_rules! terms {
+        ($($i:literal)*) => {$(
+            // `checked_mul`: the floored product must fit an i64.
+            let product = (u128::from(term) * u128::from(operand)) >> FRAC_BITS;
+            if product > i64::MAX as u128 {
+                return None;
+            }
+            term = product as u64 / $i;
+            if term == 0 {
+                // Every later term is 0·x/i = 0: the remaining ones add nothing.
+                return exp_finish(result, neg);
+            }
+            result = result.checked_add(term).filter(|&r| r <= i64::MAX as u64)?;
+        )*};
     }
-    let result = I32F32::from_bits(result);
+    terms!(2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
+    exp_finish(result, neg)
+}
+
+/// The end of [`exp`]: the series' sum, or its reciprocal for a negative input.
+fn exp_finish(result: u64, neg: bool) -> Option<I32F32> {
+    let result = I32F32::from_bits(i64::try_from(result).ok()?);
     if neg {
-        I32F32::ONE.checked_div(result)
+        I32F32::ONE.checked_div_fast(result)
     } else {
         Some(result)
     }
-}
-
-/// `x / i`, truncated, for the Taylor-series divisors 2..=31, each as a constant division.
-fn div_by_small(x: i64, i: u32) -> i64 {
-    macro_rules! by_const {
-        ($($k:literal)*) => {
-            match i {
-                $($k => x / $k,)*
-                _ => x.checked_div(i64::from(i)).unwrap_or(0),
-            }
-        };
-    }
-    by_const!(2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31)
 }
 
 /// The chain's `exp_safe`: input clamped to [-20, 20], overflow mapped to 0 (negative input) or
@@ -576,6 +595,115 @@ mod tests {
         );
         assert_eq!(ema_alpha_from_ppm(0), I32F32::ONE);
         assert_eq!(ema_alpha_from_ppm(1_000_000), I32F32::ZERO);
+    }
+
+    /// The chain's `exp` as first written here, term by term in signed fixed point: the
+    /// reference for the unrolled unsigned version.
+    fn exp_reference(x: I32F32) -> Option<I32F32> {
+        if x == I32F32::ZERO {
+            return Some(I32F32::ONE);
+        }
+        if x == I32F32::ONE {
+            return Some(I32F32::from_bits(E_AS_I9F23_BITS << 9));
+        }
+        let neg = x < I32F32::ZERO;
+        let operand = if neg {
+            I32F32::from_bits(x.to_bits().checked_neg()?)
+        } else {
+            x
+        };
+        let mut result = operand.to_bits().checked_add(I32F32::ONE.to_bits())?;
+        let mut term = operand;
+        for i in 2..FRAC_BITS {
+            term = term.checked_mul(operand)?;
+            term = term.checked_div(I32F32::from_i32(i as i32))?;
+            if term == I32F32::ZERO {
+                break;
+            }
+            result = result.checked_add(term.to_bits())?;
+        }
+        let result = I32F32::from_bits(result);
+        if neg {
+            I32F32::ONE.checked_div(result)
+        } else {
+            Some(result)
+        }
+    }
+
+    #[test]
+    fn exp_is_bit_for_bit_the_term_by_term_series() {
+        let mut seed = 0x3C6E_F372_FE94_F82Bu64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut inputs: Vec<i64> = vec![
+            0,
+            1,
+            -1,
+            1 << 32,
+            -(1 << 32),
+            (1 << 32) - 1,
+            (1 << 32) + 1,
+            20 << 32,
+            -(20 << 32),
+            21 << 32,
+            44 << 32,
+            45 << 32,
+            i64::MAX,
+            i64::MIN,
+            i64::MIN + 1,
+        ];
+        for _ in 0..200_000 {
+            let r = next();
+            inputs.push(match r % 4 {
+                // Liquid alpha's range at the default steepness: [-5, 5], and a little around.
+                0 => (r >> 20) as i64 % (20 << 32) - (10 << 32),
+                1 => (r >> 24) as i64 % (1 << 34) - (1 << 33),
+                2 => (r >> 16) as i64 % (50 << 32) - (25 << 32),
+                _ => r as i64,
+            });
+        }
+        for bits in inputs {
+            let x = I32F32::from_bits(bits);
+            assert_eq!(exp(x), exp_reference(x), "exp({x:?})");
+        }
+    }
+
+    #[test]
+    fn one_over_a_value_of_at_least_one_is_checked_div() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut divisors: Vec<i64> = vec![
+            1 << 32,
+            (1 << 32) + 1,
+            1 << 33,
+            1 << 62,
+            i64::MAX,
+            3 << 32,
+            0,
+            -1,
+            1,
+            (1 << 32) - 1,
+            i64::MIN,
+        ];
+        divisors.extend((0..100_000).map(|_| (next() >> 1) as i64));
+        divisors.extend((0..100_000).map(|_| (1 << 32) + (next() >> 30) as i64));
+        for d in divisors {
+            let d = I32F32::from_bits(d);
+            assert_eq!(
+                I32F32::ONE.checked_div_fast(d),
+                I32F32::ONE.checked_div(d),
+                "1 / {d:?}"
+            );
+        }
     }
 
     #[test]
