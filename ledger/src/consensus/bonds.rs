@@ -12,7 +12,7 @@
 //! gathered while a matrix is written, and the bonds to store are converted in the last pass that
 //! reads them: one new matrix (the EMA) per epoch, and fewer passes over a million entries.
 
-use super::fixed_math::{Divider, I32F32, exp_safe};
+use super::fixed_math::{Divider, I32F32, exp_safe, exp_safe4};
 use super::sparse::{self, Csr, RowSink};
 
 /// Column sums of stored `u16` bonds read as integers, saturating like the chain's fixed-point
@@ -505,19 +505,37 @@ struct AlphaCurve {
 impl AlphaCurve {
     fn new(la: LiquidAlpha) -> Self {
         let slope = la.steepness.saturating_div(I32F32::from_i32(-100));
-        Self {
+        let mut curve = Self {
             la,
             slope,
-            at_zero: Self::of(la, slope, I32F32::ZERO),
-            at_one: Self::of(la, slope, I32F32::ONE),
-        }
+            at_zero: I32F32::ZERO,
+            at_one: I32F32::ZERO,
+        };
+        curve.at_zero = curve.of_exp(exp_safe(curve.exponent(I32F32::ZERO)));
+        curve.at_one = curve.of_exp(exp_safe(curve.exponent(I32F32::ONE)));
+        curve
     }
 
-    /// Alpha for `x`, step for step as the chain.
-    fn of(la: LiquidAlpha, slope: I32F32, x: I32F32) -> I32F32 {
-        let exponent = slope.saturating_mul(x.saturating_sub(I32F32::HALF));
+    /// The input: how far the weight sits above consensus when buying (weight >= bond), or how
+    /// far the bond sits above the weight when selling, clamped to [0, 1].
+    fn x(consensus: I32F32, weight: I32F32, bond: I32F32) -> I32F32 {
+        if weight >= bond {
+            weight.saturating_sub(consensus)
+        } else {
+            bond.saturating_sub(weight)
+        }
+        .clamp_chain(I32F32::ZERO, I32F32::ONE)
+    }
+
+    fn exponent(&self, x: I32F32) -> I32F32 {
+        self.slope.saturating_mul(x.saturating_sub(I32F32::HALF))
+    }
+
+    /// Alpha from `exp(exponent)`, step for step as the chain.
+    fn of_exp(&self, e: I32F32) -> I32F32 {
+        let la = self.la;
         // `saturating_div` by a value of at least 1 never saturates: it is `checked_div`.
-        let one_plus = I32F32::ONE.saturating_add(exp_safe(exponent));
+        let one_plus = I32F32::ONE.saturating_add(e);
         let sigmoid = I32F32::ONE
             .checked_div_fast(one_plus)
             .unwrap_or_else(|| I32F32::ONE.saturating_div(one_plus));
@@ -527,20 +545,57 @@ impl AlphaCurve {
         alpha.clamp_chain(la.low, la.high)
     }
 
-    fn alpha(&self, consensus: I32F32, weight: I32F32, bond: I32F32) -> I32F32 {
-        let x = if weight >= bond {
-            weight.saturating_sub(consensus)
-        } else {
-            bond.saturating_sub(weight)
-        }
-        .clamp_chain(I32F32::ZERO, I32F32::ONE);
+    /// Alpha at a clamp bound, where inputs repeat.
+    fn remembered(&self, x: I32F32) -> Option<I32F32> {
         if x == I32F32::ZERO {
-            self.at_zero
+            Some(self.at_zero)
         } else if x == I32F32::ONE {
-            self.at_one
+            Some(self.at_one)
         } else {
-            Self::of(self.la, self.slope, x)
+            None
         }
+    }
+
+    fn alpha(&self, consensus: I32F32, weight: I32F32, bond: I32F32) -> I32F32 {
+        let x = Self::x(consensus, weight, bond);
+        self.remembered(x)
+            .unwrap_or_else(|| self.of_exp(exp_safe(self.exponent(x))))
+    }
+
+    /// Alpha for each of `xs` into `out`: the remembered values at the clamp bounds, the others
+    /// through [`exp_safe4`], four at a time.
+    fn alphas(&self, xs: &[I32F32], out: &mut Vec<I32F32>) {
+        out.clear();
+        out.extend(xs.iter().map(|&x| self.remembered(x).unwrap_or_default()));
+        let mut pending = [0usize; 4];
+        let mut count = 0;
+        let flush = |pending: &[usize], out: &mut Vec<I32F32>| {
+            if pending.is_empty() {
+                return;
+            }
+            let mut lanes = [I32F32::HALF; 4];
+            for (lane, &k) in lanes.iter_mut().zip(pending) {
+                *lane = self.exponent(xs.get(k).copied().unwrap_or_default());
+            }
+            for (&k, e) in pending.iter().zip(exp_safe4(lanes)) {
+                if let Some(a) = out.get_mut(k) {
+                    *a = self.of_exp(e);
+                }
+            }
+        };
+        for (k, &x) in xs.iter().enumerate() {
+            if self.remembered(x).is_none() {
+                if let Some(p) = pending.get_mut(count) {
+                    *p = k;
+                }
+                count += 1;
+                if count == pending.len() {
+                    flush(&pending, out);
+                    count = 0;
+                }
+            }
+        }
+        flush(pending.get(..count).unwrap_or_default(), out);
     }
 }
 
@@ -601,6 +656,8 @@ fn liquid_ema<'m>(
     let mut old_row = Vec::new();
     let mut walk: Option<ChainWalk> = None;
     let curve = AlphaCurve::new(la);
+    // Per entry of the new row: the old bond in its column, alpha's input, then alpha.
+    let (mut olds, mut xs, mut alphas) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..w.rows() {
         let (ncols, nvals) = w.row(i);
         if ncols.is_empty() {
@@ -609,46 +666,49 @@ fn liquid_ema<'m>(
             continue;
         }
         let (ocols, ovals) = prev.row(i);
-        let sorted = w.is_sorted(i) && prev.is_sorted(i);
+        olds.clear();
+        xs.clear();
+        if w.is_sorted(i) && prev.is_sorted(i) {
+            // Both walks are plain lookups: merge the old row into the new one.
+            let mut b = 0;
+            for (&j, &wv) in ncols.iter().zip(nvals) {
+                while ocols.get(b).is_some_and(|&oj| oj < j) {
+                    b += 1;
+                }
+                let old = match (ocols.get(b), ovals.get(b)) {
+                    (Some(&oj), Some(&ov)) if oj == j => Some(I32F32::from_u16_proportion(ov)),
+                    _ => None,
+                };
+                let c = consensus.get(usize::from(j)).copied().unwrap_or_default();
+                olds.push(old);
+                xs.push(AlphaCurve::x(c, wv, old.unwrap_or_default()));
+            }
+        } else {
+            old_row.clear();
+            old_row.extend(
+                ocols
+                    .iter()
+                    .zip(ovals)
+                    .map(|(&j, &b)| (j, I32F32::from_u16_proportion(b))),
+            );
+            let walk = walk.get_or_insert_with(|| ChainWalk::new(n));
+            walk.run((ncols, nvals), &old_row, n);
+            for &j in ncols {
+                let jj = usize::from(j);
+                let c = consensus.get(jj).copied().unwrap_or_default();
+                olds.push(walk.old_at(jj));
+                xs.push(AlphaCurve::x(c, walk.w_at(jj), walk.b_at(jj)));
+            }
+            walk.clear();
+        }
+        curve.alphas(&xs, &mut alphas);
         out.append_row(ncols.len(), |out| {
-            if sorted {
-                // Both walks are plain lookups: merge the old row into the new one.
-                let mut b = 0;
-                for (&j, &wv) in ncols.iter().zip(nvals) {
-                    while ocols.get(b).is_some_and(|&oj| oj < j) {
-                        b += 1;
-                    }
-                    let old = match (ocols.get(b), ovals.get(b)) {
-                        (Some(&oj), Some(&ov)) if oj == j => Some(I32F32::from_u16_proportion(ov)),
-                        _ => None,
-                    };
-                    let c = consensus.get(usize::from(j)).copied().unwrap_or_default();
-                    let a = curve.alpha(c, wv, old.unwrap_or_default());
-                    let decayed = old.map_or(I32F32::ZERO, |o| {
-                        I32F32::ONE.saturating_sub(a).saturating_mul(o)
-                    });
-                    push_liquid(out, j, decayed, a, wv);
-                }
-            } else {
-                old_row.clear();
-                old_row.extend(
-                    ocols
-                        .iter()
-                        .zip(ovals)
-                        .map(|(&j, &b)| (j, I32F32::from_u16_proportion(b))),
-                );
-                let walk = walk.get_or_insert_with(|| ChainWalk::new(n));
-                walk.run((ncols, nvals), &old_row, n);
-                for (&j, &wv) in ncols.iter().zip(nvals) {
-                    let jj = usize::from(j);
-                    let c = consensus.get(jj).copied().unwrap_or_default();
-                    let a = curve.alpha(c, walk.w_at(jj), walk.b_at(jj));
-                    let decayed = walk.old_at(jj).map_or(I32F32::ZERO, |o| {
-                        I32F32::ONE.saturating_sub(a).saturating_mul(o)
-                    });
-                    push_liquid(out, j, decayed, a, wv);
-                }
-                walk.clear();
+            let entries = ncols.iter().zip(nvals).zip(olds.iter().zip(&alphas));
+            for ((&j, &wv), (&old, &a)) in entries {
+                let decayed = old.map_or(I32F32::ZERO, |o| {
+                    I32F32::ONE.saturating_sub(a).saturating_mul(o)
+                });
+                push_liquid(out, j, decayed, a, wv);
             }
         });
     }

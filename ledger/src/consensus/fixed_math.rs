@@ -364,6 +364,55 @@ pub fn exp_safe(x: I32F32) -> I32F32 {
     })
 }
 
+/// [`exp_safe`] of four inputs at once, bit for bit.
+///
+/// One series is a chain of dependent multiply-divide steps, so a lone `exp` spends most of its
+/// time waiting on the previous term; four independent series interleaved keep the multiplier
+/// busy. Inside `exp_safe`'s range [-20, 20] no term, product or sum comes near 2^63 (the largest
+/// term, 20^20/20!, is below 2^26, times 2^32, times an operand below 2^37), so the overflow checks
+/// of [`exp`] never fire and are left out; a lane at 0 or 1 (special-cased constants) sends all
+/// four through [`exp_safe`].
+pub fn exp_safe4(xs: [I32F32; 4]) -> [I32F32; 4] {
+    let limit = I32F32::from_i32(20);
+    let safe = xs.map(|x| x.clamp(I32F32::ZERO.saturating_sub(limit), limit));
+    if safe.iter().any(|&x| x == I32F32::ZERO || x == I32F32::ONE) {
+        return xs.map(exp_safe);
+    }
+    let operand = safe.map(|x| x.to_bits().unsigned_abs());
+    let mut result = operand.map(|o| o + (1u64 << FRAC_BITS));
+    let mut term = operand;
+    macro_rules! terms {
+        ($($i:literal)*) => {$(
+            let mut any = 0u64;
+            for ((t, r), &o) in term.iter_mut().zip(result.iter_mut()).zip(&operand) {
+                *t = ((u128::from(*t) * u128::from(o)) >> FRAC_BITS) as u64 / $i;
+                *r += *t;
+                any |= *t;
+            }
+            if any == 0 {
+                // Every later term of every lane is 0.
+                return exp4_finish(result, safe);
+            }
+        )*};
+    }
+    terms!(2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30 31);
+    exp4_finish(result, safe)
+}
+
+/// The end of [`exp_safe4`]: each lane's sum, or its reciprocal for a negative input.
+fn exp4_finish(result: [u64; 4], safe: [I32F32; 4]) -> [I32F32; 4] {
+    let mut out = [I32F32::ZERO; 4];
+    for ((o, r), x) in out.iter_mut().zip(result).zip(safe) {
+        let r = I32F32::from_bits(i64::try_from(r).unwrap_or(i64::MAX));
+        *o = if x < I32F32::ZERO {
+            I32F32::ONE.checked_div_fast(r).unwrap_or(I32F32::ZERO)
+        } else {
+            r
+        };
+    }
+    out
+}
+
 /// A proportion of two `u64` amounts normalised the way the chain normalises stake: in `I64F64`
 /// (`floor(x * 2^64 / total)`), then narrowed to `I32F32` by dropping 32 bits (floor). `total`
 /// must not exceed `i64::MAX` (the `I64F64` integer range) and `x <= total`.
@@ -669,6 +718,38 @@ mod tests {
         for bits in inputs {
             let x = I32F32::from_bits(bits);
             assert_eq!(exp(x), exp_reference(x), "exp({x:?})");
+        }
+    }
+
+    #[test]
+    fn four_lane_exp_is_four_scalar_exps() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let special = [
+            0i64,
+            1 << 32,
+            20 << 32,
+            -(20 << 32),
+            21 << 32,
+            -(30 << 32),
+            1,
+            -1,
+        ];
+        for _ in 0..100_000 {
+            let xs: [I32F32; 4] = std::array::from_fn(|_| {
+                let r = next();
+                I32F32::from_bits(match r % 8 {
+                    0 => special[(r >> 8) as usize % special.len()],
+                    1 => r as i64,
+                    _ => (r >> 20) as i64 % (42 << 32) - (21 << 32),
+                })
+            });
+            assert_eq!(exp_safe4(xs), xs.map(exp_safe), "{xs:?}");
         }
     }
 
