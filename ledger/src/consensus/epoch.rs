@@ -287,7 +287,8 @@ pub struct EpochScratch {
     ema: Csr<I32F32>,
 }
 
-/// Runs one epoch. The input is validated first; nothing after that can fail or panic.
+/// Runs one epoch. The input is refused exactly as [`validate`] refuses it (the same error for the
+/// same input); nothing else can fail or panic.
 pub fn run_epoch(input: &EpochInput) -> Result<EpochOutput, EpochError> {
     run_epoch_with(input, &mut EpochScratch::default())
 }
