@@ -10,7 +10,8 @@
 //! column-normalised copy, `W̃ ∘ S` and its normalised copy, the EMA and its normalised copy). Here
 //! the previous bonds stay `u16`, normalisations are applied as entries are read, column sums are
 //! gathered while a matrix is written, and the bonds to store are converted in the last pass that
-//! reads them: one new matrix (the EMA) per epoch, and fewer passes over a million entries.
+//! reads them: at most one new matrix per epoch (legacy and liquid alpha keep their EMA; Yuma 3
+//! with a fixed alpha computes it twice instead), and fewer passes over a million entries.
 
 use super::fixed_math::{Divider, I32F32, exp_safe, exp_safe4};
 use super::sparse::{self, Csr, RowSink};
