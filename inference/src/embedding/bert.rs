@@ -16,11 +16,10 @@ use burn::module::Module;
 use burn::nn::{
     Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
-use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
+
+use super::kernels::EncoderOps;
 
 /// The hyper-parameters read from `config.json` (only those the forward pass needs).
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -163,7 +162,10 @@ impl<B: Backend> Bert<B> {
     /// The runnable form, with the segment-0 embedding folded into the word table (every input here is
     /// a single segment). `split` prepares the column halves of [`Dense`] (CPU only: on a GPU, host
     /// threads add nothing).
-    pub fn into_encoder(self, heads: usize, split: bool) -> Encoder<B> {
+    pub fn into_encoder(self, heads: usize, split: bool) -> Encoder<B>
+    where
+        B: EncoderOps,
+    {
         let dense = |l: &Linear<B>| {
             let d = Dense::from(l);
             if split { d.split_columns() } else { d }
@@ -203,7 +205,8 @@ impl<B: Backend> Bert<B> {
 /// threshold, 192^3); [`Dense`] then splits the output columns across two rayon tasks itself.
 const SMALL_MATMUL: usize = 192 * 192 * 192;
 
-/// A linear map `x @ weight + bias` with burn's `[in, out]` weight layout.
+/// A linear map `x @ weight + bias` with burn's `[in, out]` weight layout, whose bias the caller adds
+/// (through [`EncoderOps`], fused with what follows the product).
 ///
 /// For short inputs (a single sentence: ten-odd rows) burn's matmul stays on one core; with `halves`
 /// set (CPU with more than one thread) the two column halves run in parallel instead, which is where a
@@ -211,15 +214,21 @@ const SMALL_MATMUL: usize = 192 * 192 * 192;
 #[derive(Debug, Clone)]
 struct Dense<B: Backend> {
     weight: Tensor<B, 2>,
-    bias: Option<Tensor<B, 1>>,
-    halves: Option<Box<(Dense<B>, Dense<B>)>>,
+    bias: Tensor<B, 1>,
+    halves: Option<Box<(Tensor<B, 2>, Tensor<B, 2>)>>,
 }
 
 impl<B: Backend> From<&Linear<B>> for Dense<B> {
     fn from(l: &Linear<B>) -> Self {
+        let weight = l.weight.val();
+        let [_, out] = weight.dims();
+        let bias = match &l.bias {
+            Some(b) => b.val(),
+            None => Tensor::zeros([out], &weight.device()),
+        };
         Dense {
-            weight: l.weight.val(),
-            bias: l.bias.as_ref().map(|b| b.val()),
+            weight,
+            bias,
             halves: None,
         }
     }
@@ -232,23 +241,14 @@ impl<B: Backend> Dense<B> {
         if half == 0 {
             return self;
         }
-        let part = |start: usize, len: usize| Dense {
-            weight: self.weight.clone().narrow(1, start, len),
-            bias: self.bias.clone().map(|b| b.narrow(0, start, len)),
-            halves: None,
-        };
-        let (a, b) = (part(0, half), part(half, out - half));
-        // narrow() is a view; a reshape round trip gives each half its own contiguous buffer.
-        let own = |d: Dense<B>| Dense {
-            weight: d.weight.clone() * 1.0,
-            bias: d.bias.map(|b| b * 1.0),
-            halves: None,
-        };
-        self.halves = Some(Box::new((own(a), own(b))));
+        // narrow() is a view; `* 1.0` gives each half its own contiguous buffer.
+        let part = |start: usize, len: usize| self.weight.clone().narrow(1, start, len) * 1.0;
+        self.halves = Some(Box::new((part(0, half), part(half, out - half))));
         self
     }
 
-    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    /// `x @ weight`, without the bias.
+    fn product(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         if let Some(halves) = &self.halves {
             let [rows, d_in] = x.dims();
             let [_, d_out] = self.weight.dims();
@@ -257,13 +257,13 @@ impl<B: Backend> Dense<B> {
                 && rayon::current_num_threads() > 1
             {
                 let (a, b) = rayon::join(
-                    || halves.0.forward(x.clone()),
-                    || halves.1.forward(x.clone()),
+                    || x.clone().matmul(halves.0.clone()),
+                    || x.clone().matmul(halves.1.clone()),
                 );
                 return Tensor::cat(vec![a, b], 1);
             }
         }
-        burn::tensor::module::linear(x, self.weight.clone(), self.bias.clone())
+        x.matmul(self.weight.clone())
     }
 }
 
@@ -281,7 +281,7 @@ struct EncoderLayer<B: Backend> {
 
 /// The runnable BERT encoder (see the module docs).
 #[derive(Debug, Clone)]
-pub struct Encoder<B: Backend> {
+pub struct Encoder<B: EncoderOps> {
     /// Word embeddings with the segment-0 embedding already added.
     words: Tensor<B, 2>,
     positions: Tensor<B, 2>,
@@ -293,15 +293,17 @@ pub struct Encoder<B: Backend> {
 /// Where each sequence's tokens sit in the packed matrix, and how to reach the padded layout.
 #[derive(Debug, Clone)]
 pub struct Packing<B: Backend> {
-    batch: usize,
-    seq: usize,
+    /// Tokens of each sequence, in packed order.
+    pub(super) lengths: Vec<usize>,
+    pub(super) batch: usize,
+    pub(super) seq: usize,
     /// `[batch * seq]`: the packed row each padded slot reads (padding slots read row 0, harmlessly:
     /// they are masked as keys and dropped as queries).
-    to_padded: Option<Tensor<B, 1, Int>>,
+    pub(super) to_padded: Option<Tensor<B, 1, Int>>,
     /// `[tokens]`: the padded slot of each packed row.
-    to_packed: Option<Tensor<B, 1, Int>>,
+    pub(super) to_packed: Option<Tensor<B, 1, Int>>,
     /// `[batch, 1, seq, seq]`, true on padded keys.
-    mask: Option<Tensor<B, 4, Bool>>,
+    pub(super) mask: Option<Tensor<B, 4, Bool>>,
 }
 
 impl<B: Backend> Packing<B> {
@@ -312,6 +314,7 @@ impl<B: Backend> Packing<B> {
         let seq = lengths.iter().copied().max().unwrap_or(0);
         if lengths.iter().all(|&l| l == seq) {
             return Packing {
+                lengths: lengths.to_vec(),
                 batch,
                 seq,
                 to_padded: None,
@@ -343,6 +346,7 @@ impl<B: Backend> Packing<B> {
             .reshape([batch, 1, 1, seq])
             .expand([batch, 1, seq, seq]);
         Packing {
+            lengths: lengths.to_vec(),
             batch,
             seq,
             to_padded: Some(ints(to_padded)),
@@ -356,7 +360,7 @@ fn index(i: usize) -> i32 {
     i32::try_from(i).unwrap_or(i32::MAX)
 }
 
-impl<B: Backend> Encoder<B> {
+impl<B: EncoderOps> Encoder<B> {
     /// Token states `[tokens, hidden]` for packed token ids and positions (`[tokens]` each).
     pub fn forward(
         &self,
@@ -373,37 +377,14 @@ impl<B: Backend> Encoder<B> {
     }
 
     fn layer(&self, l: &EncoderLayer<B>, x: Tensor<B, 2>, p: &Packing<B>) -> Tensor<B, 2> {
-        let [_, hidden] = x.dims();
-        let heads = self.heads;
-        let head_dim = hidden / heads;
-        // Three projections rather than one fused one: each output is its own contiguous buffer, so
-        // the head split below costs one copy per tensor (a slice of a fused output would be copied
-        // twice, once to split heads and again by the attention kernel, which wants offset-0 buffers).
-        let heads_of = |d: &Dense<B>| {
-            let t = d.forward(x.clone());
-            let t = match &p.to_padded {
-                Some(idx) => t.select(0, idx.clone()),
-                None => t,
-            };
-            t.reshape([p.batch, p.seq, heads, head_dim]).swap_dims(1, 2)
-        };
-        let (q, k, v) = (heads_of(&l.query), heads_of(&l.key), heads_of(&l.value));
-        let ctx = attention(
-            q,
-            k,
-            v,
-            p.mask.clone(),
-            None,
-            AttentionModuleOptions::default(),
-        )
-        .swap_dims(1, 2)
-        .reshape([p.batch * p.seq, hidden]);
-        let ctx = match &p.to_packed {
-            Some(idx) => ctx.select(0, idx.clone()),
-            None => ctx,
-        };
-        let x = l.attn_norm.forward(l.attn_out.forward(ctx) + x);
-        let h = gelu(l.up.forward(x.clone()));
-        l.out_norm.forward(l.down.forward(h) + x)
+        // Three projections rather than one fused one: each output is its own contiguous buffer, which
+        // the CPU attention reads in place (a slice of a fused output would be a strided view).
+        let qkv = |d: &Dense<B>| B::add_bias(d.product(x.clone()), &d.bias);
+        let ctx = B::packed_attention(qkv(&l.query), qkv(&l.key), qkv(&l.value), p, self.heads);
+        let o = &l.attn_out;
+        let x = B::bias_residual_norm(o.product(ctx), &o.bias, x, &l.attn_norm);
+        let h = B::bias_gelu(l.up.product(x.clone()), &l.up.bias);
+        let d = &l.down;
+        B::bias_residual_norm(d.product(h), &d.bias, x, &l.out_norm)
     }
 }

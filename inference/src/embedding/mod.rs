@@ -14,11 +14,11 @@
 //! ```
 
 mod bert;
+mod kernels;
 
 use std::path::{Path, PathBuf};
 
 use burn::module::Module;
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use burn_store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use rayon::prelude::*;
@@ -29,6 +29,7 @@ use crate::model_cache::{self, ModelCacheError};
 use crate::scheduler::{Scheduler, SchedulerConfig};
 
 pub use bert::BertConfig;
+pub use kernels::erf;
 
 /// Tokens per text the model sees (sentence-transformers' `max_seq_length` for this model).
 pub const MAX_TOKENS: usize = 256;
@@ -305,7 +306,7 @@ fn load_tokenizer(path: &Path) -> Result<Tokenizer, EmbedError> {
     Ok(tokenizer)
 }
 
-fn load_weights<B: Backend>(
+fn load_weights<B: kernels::EncoderOps>(
     config: &BertConfig,
     path: &Path,
     device: &B::Device,
@@ -346,7 +347,7 @@ fn load_weights<B: Backend>(
 
 /// Runs the encoder on a batch of token-id sequences (packed, see [`bert::Encoder`]), mean-pools each
 /// sequence's token states and L2-normalises.
-fn encode<B: Backend>(
+fn encode<B: kernels::EncoderOps>(
     model: &bert::Encoder<B>,
     device: &B::Device,
     ids: &[&[u32]],
