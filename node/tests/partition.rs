@@ -11,8 +11,9 @@
 //! Every node advertises the same model. Promises checked: the mesh forms (each node sees the three
 //! others' adverts by gossip and finds their provider records through Kademlia); while h2 is cut off,
 //! each side keeps hearing its own providers (fresh adverts) and drops the other side's once their
-//! adverts expire, and connections across the cut close; once the link is back, every node hears
-//! every provider again (convergence).
+//! adverts expire; once the link is back, every node hears
+//! every provider again (convergence). Both sides keep serving while cut: a miner of the real
+//! embedding model on each side answers a client on its side.
 //!
 //! The ledger across the same cut: a chain (anvil on h0, 10.77.0.1:8545) orders it, and h1 and h2
 //! each mirror it with `agora chain follow`. A transfer made on h0 while h2 is cut off reaches
@@ -46,6 +47,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const MODEL: &str = "partition-test-model";
+/// The model the two miners serve, one on each side of the cut.
+const SERVED_MODEL: &str = "all-minilm-l6-v2";
 const SUBNET_PREFIX: &str = "10.77.0";
 
 /// Makes three namespaces: h0 holds the bridge (10.77.0.1), h1 and h2 hang off it through veth
@@ -92,44 +95,102 @@ struct Node {
     ns: String,
     peer: String,
     http: String,
+    /// Its full TCP address, `/ip4/.../tcp/PORT/p2p/PEER`.
+    addr: String,
     _proc: Proc,
 }
 
+/// A node advertising the test model (no model behind it).
 fn start_node(name: &str, ns: &str, host_ip: &str, bootstrap: &str) -> Node {
-    let listen = format!("/ip4/{host_ip}/tcp/0");
     let advert = format!("embed:{MODEL}:100");
-    let args = in_ns(
+    start_peer(
+        name,
         ns,
-        Path::new(env!("CARGO_BIN_EXE_agora")),
-        &[
-            "node",
-            "--ephemeral-key",
-            "--loopback",
-            "--kad-server",
-            "--listen",
-            &listen,
-            "--http",
-            "127.0.0.1:0",
-            "--bootstrap",
-            bootstrap,
-            "--advertise",
-            &advert,
-        ],
-    );
+        host_ip,
+        bootstrap,
+        &["node", "--advertise", &advert],
+    )
+}
+
+/// A miner serving the real embedding model.
+fn start_miner(name: &str, ns: &str, host_ip: &str, bootstrap: &str) -> Node {
+    let args = ["serve", "--model", SERVED_MODEL];
+    start_peer(name, ns, host_ip, bootstrap, &args)
+}
+
+/// `agora COMMAND... --ephemeral-key --loopback --kad-server` on `host_ip` inside `ns`, with its
+/// local API, joined through `bootstrap`.
+fn start_peer(name: &str, ns: &str, host_ip: &str, bootstrap: &str, command: &[&str]) -> Node {
+    let listen = format!("/ip4/{host_ip}/tcp/0");
+    let mut args = command.to_vec();
+    args.extend([
+        "--ephemeral-key",
+        "--loopback",
+        "--kad-server",
+        "--listen",
+        &listen,
+        "--http",
+        "127.0.0.1:0",
+        "--bootstrap",
+        bootstrap,
+    ]);
+    let args = in_ns(ns, Path::new(env!("CARGO_BIN_EXE_agora")), &args);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let proc = Proc::start(name, Path::new("ip"), &args);
-    let peer = proc.wait_for("its peer id", |l| l.strip_prefix("peer ").map(String::from));
-    let http = proc.wait_for("its API address", |l| {
-        l.strip_prefix("http ").map(String::from)
+    let (mut peer, mut http, mut addr) = (None, None, None);
+    proc.wait_for("ready", |l| {
+        if let Some(p) = l.strip_prefix("peer ") {
+            peer = Some(p.to_string());
+        } else if let Some(h) = l.strip_prefix("http ") {
+            http = Some(h.to_string());
+        } else if let Some(a) = l.strip_prefix("listen ") {
+            addr.get_or_insert_with(|| a.to_string());
+        }
+        (l == "ready").then_some(())
     });
-    proc.wait_for("ready", |l| (l == "ready").then_some(()));
     Node {
         name: name.to_string(),
         ns: ns.to_string(),
-        peer,
-        http,
+        peer: peer.expect("a peer line"),
+        http: http.expect("an http line"),
+        addr: addr.expect("a listen line"),
         _proc: proc,
     }
+}
+
+/// `agora query --task embed` from `ns` (a client on `host_ip`, joined through `bootstrap`): the
+/// peer id of the provider that answered.
+fn query_from(ns: &str, host_ip: &str, bootstrap: &str, text: &str) -> Result<String, String> {
+    let listen = format!("/ip4/{host_ip}/tcp/0");
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_agora")])
+        .args([
+            "query",
+            "--ephemeral-key",
+            "--loopback",
+            "--listen",
+            &listen,
+            "--bootstrap",
+            bootstrap,
+            "--task",
+            "embed",
+            "--input",
+            text,
+            "--json",
+        ])
+        .env("AGORA_CONFIG", "/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("query output: {e}"))?;
+    v["answers"][0]["provider"]
+        .as_str()
+        .map(String::from)
+        .ok_or_else(|| "no provider in the answer".to_string())
 }
 
 /// The node's providers of the test model (peer id -> advert age in ms), through its API, read from
@@ -182,34 +243,6 @@ fn providers(node: &Node, dht: bool) -> Option<BTreeMap<String, (u64, String)>> 
             })
             .collect(),
     )
-}
-
-/// The peers `node` holds an open connection to, through `agora peers`; a string saying why when
-/// its API did not answer (so that [`wait_until`] keeps waiting).
-fn connected(node: &Node) -> Result<BTreeSet<String>, String> {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &node.ns,
-            env!("CARGO_BIN_EXE_agora"),
-            "peers",
-            "--node",
-            &node.http,
-            "--json",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("{}: agora peers: {e}", node.name))?;
-    Ok(rows
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["connected"] == true)
-        .filter_map(|r| r["peer"].as_str().map(String::from))
-        .collect())
 }
 
 /// For every node: the set of other nodes whose adverts it holds with an age under `fresh_ms`
@@ -460,6 +493,11 @@ fn partition_and_heal_converge() {
         start_node("c0@h2", hosts.name(2), &ip_of(2), &boot_addr),
         start_node("c1@h2", hosts.name(2), &ip_of(2), &boot_addr),
     ];
+    // One miner of the real model on each side of the cut to come.
+    let miners = [
+        start_miner("miner@h1", hosts.name(1), &ip_of(1), &boot_addr),
+        start_miner("miner@h2", hosts.name(2), &ip_of(2), &boot_addr),
+    ];
     let all: BTreeSet<String> = nodes.iter().map(|n| n.peer.clone()).collect();
     let others = |node: &Node| -> BTreeSet<String> {
         all.iter().filter(|p| **p != node.peer).cloned().collect()
@@ -545,22 +583,15 @@ fn partition_and_heal_converge() {
             .or_else(|| check_views(&nodes, &same_side, None))
     });
 
-    // Connections across the cut do not linger half-open: three missed pings close them.
-    wait_until("connections across the cut to close", || {
-        for node in &nodes {
-            let open = match connected(node) {
-                Ok(open) => open,
-                Err(why) => return Some(why),
-            };
-            let across: Vec<&Node> = nodes
-                .iter()
-                .filter(|n| cut_off(n) != cut_off(node) && open.contains(&n.peer))
-                .collect();
-            if let Some(other) = across.first() {
-                return Some(format!("{} still connected to {}", node.name, other.name));
-            }
+    // Both sides keep serving: a client on each side buys an embedding from the miner on its side
+    // (the cut-off side's client joins through a node there).
+    wait_until("a query answered on each side of the cut", || {
+        let here = query_from(h1, &ip_of(1), &boot_addr, "served beside the bootstrap");
+        let there = query_from(h2, &ip_of(2), &nodes[2].addr, "served on the cut-off side");
+        match (here, there) {
+            (Ok(a), Ok(b)) if a == miners[0].peer && b == miners[1].peer => None,
+            other => Some(format!("{other:?}")),
         }
-        None
     });
 
     // A transfer on the chain during the cut (blocks mined meanwhile, then enough to make it
