@@ -24,6 +24,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
+/// Batch sizes measured unless `AGORA_BENCH_BATCHES` (comma-separated, e.g. `1` to profile batch 1
+/// alone) says otherwise.
 const BATCHES: [usize; 2] = [1, 32];
 
 struct Torch {
@@ -88,6 +90,11 @@ fn main() {
     let threads: usize = env("AGORA_BENCH_THREADS")
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let rounds: usize = env("AGORA_BENCH_ROUNDS").unwrap_or(15).max(1);
+    let batches: Vec<usize> = std::env::var("AGORA_BENCH_BATCHES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|b| b.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty() && v.iter().all(|&b| b > 0))
+        .unwrap_or_else(|| BATCHES.to_vec());
     // burn's CPU backend runs its parallel kernels on rayon's global pool.
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -119,7 +126,7 @@ fn main() {
         }
         start.elapsed().as_secs_f64()
     };
-    for batch in BATCHES {
+    for &batch in &batches {
         burn_pass(batch); // warm-up
     }
 
@@ -128,11 +135,11 @@ fn main() {
         .map(|python| Torch::start(&python, &texts, threads));
 
     let n = texts.len() as f64;
-    let mut ours = vec![Vec::new(); BATCHES.len()];
-    let mut theirs = vec![Vec::new(); BATCHES.len()];
-    let mut ratios = vec![Vec::new(); BATCHES.len()];
+    let mut ours = vec![Vec::new(); batches.len()];
+    let mut theirs = vec![Vec::new(); batches.len()];
+    let mut ratios = vec![Vec::new(); batches.len()];
     for _ in 0..rounds {
-        for (i, &batch) in BATCHES.iter().enumerate() {
+        for (i, &batch) in batches.iter().enumerate() {
             let b = n / burn_pass(batch);
             ours[i].push(b);
             if let Some(t) = torch.as_mut() {
@@ -150,7 +157,7 @@ fn main() {
     );
     println!("| batch | burn (embeddings/s) | PyTorch (embeddings/s) | burn / PyTorch |");
     println!("|---|---|---|---|");
-    for (i, batch) in BATCHES.iter().enumerate() {
+    for (i, batch) in batches.iter().enumerate() {
         let b = median(ours[i].clone());
         if theirs[i].is_empty() {
             println!("| {batch} | {b:.1} | (not run) | |");

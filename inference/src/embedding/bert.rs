@@ -160,16 +160,12 @@ impl<B: Backend> Bert<B> {
     }
 
     /// The runnable form, with the segment-0 embedding folded into the word table (every input here is
-    /// a single segment). `split` prepares the column halves of [`Dense`] (CPU only: on a GPU, host
-    /// threads add nothing).
-    pub fn into_encoder(self, heads: usize, split: bool) -> Encoder<B>
+    /// a single segment).
+    pub fn into_encoder(self, heads: usize) -> Encoder<B>
     where
         B: EncoderOps,
     {
-        let dense = |l: &Linear<B>| {
-            let d = Dense::from(l);
-            if split { d.split_columns() } else { d }
-        };
+        let dense = |l: &Linear<B>| Dense::from(l);
         let e = self.embeddings;
         let type0 = e.token_type_embeddings.weight.val().narrow(0, 0, 1);
         let words = e.word_embeddings.weight.val() + type0;
@@ -201,21 +197,19 @@ impl<B: Backend> Bert<B> {
     }
 }
 
-/// Below this many multiply-adds (`rows * in * out`) burn's CPU matmul runs on one thread (its own
-/// threshold, 192^3); [`Dense`] then splits the output columns across two rayon tasks itself.
-const SMALL_MATMUL: usize = 192 * 192 * 192;
-
 /// A linear map `x @ weight + bias` with burn's `[in, out]` weight layout, whose bias the caller adds
 /// (through [`EncoderOps`], fused with what follows the product).
 ///
-/// For short inputs (a single sentence: ten-odd rows) burn's matmul stays on one core; with `halves`
-/// set (CPU with more than one thread) the two column halves run in parallel instead, which is where a
-/// lone sentence spends most of its time.
+/// A lone sentence (ten-odd rows) is too small for burn's matmul to use more than one thread (its
+/// threshold is 192^3 multiply-adds), and it stays that way on purpose: splitting each product's
+/// output columns across two rayon tasks (what this type did before) measured 135-155 embeddings/s at
+/// batch 1 against 215 for one thread per sentence on this shared 2-core machine (load 4-4.5): with the
+/// other core busy, each of a sentence's 36 fork-joins waited for a thread to be scheduled. Batches use
+/// the cores through parts run side by side instead (see `SentenceEmbedder::run`).
 #[derive(Debug, Clone)]
 struct Dense<B: Backend> {
     weight: Tensor<B, 2>,
     bias: Tensor<B, 1>,
-    halves: Option<Box<(Tensor<B, 2>, Tensor<B, 2>)>>,
 }
 
 impl<B: Backend> From<&Linear<B>> for Dense<B> {
@@ -226,43 +220,13 @@ impl<B: Backend> From<&Linear<B>> for Dense<B> {
             Some(b) => b.val(),
             None => Tensor::zeros([out], &weight.device()),
         };
-        Dense {
-            weight,
-            bias,
-            halves: None,
-        }
+        Dense { weight, bias }
     }
 }
 
 impl<B: Backend> Dense<B> {
-    fn split_columns(mut self) -> Self {
-        let [_, out] = self.weight.dims();
-        let half = out / 2;
-        if half == 0 {
-            return self;
-        }
-        // narrow() is a view; `* 1.0` gives each half its own contiguous buffer.
-        let part = |start: usize, len: usize| self.weight.clone().narrow(1, start, len) * 1.0;
-        self.halves = Some(Box::new((part(0, half), part(half, out - half))));
-        self
-    }
-
     /// `x @ weight`, without the bias.
     fn product(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        if let Some(halves) = &self.halves {
-            let [rows, d_in] = x.dims();
-            let [_, d_out] = self.weight.dims();
-            if rows.saturating_mul(d_in).saturating_mul(d_out) < SMALL_MATMUL
-                && rayon::current_thread_index().is_none()
-                && rayon::current_num_threads() > 1
-            {
-                let (a, b) = rayon::join(
-                    || x.clone().matmul(halves.0.clone()),
-                    || x.clone().matmul(halves.1.clone()),
-                );
-                return Tensor::cat(vec![a, b], 1);
-            }
-        }
         x.matmul(self.weight.clone())
     }
 }
@@ -295,6 +259,8 @@ pub struct Encoder<B: EncoderOps> {
 pub struct Packing<B: Backend> {
     /// Tokens of each sequence, in packed order.
     pub(super) lengths: Vec<usize>,
+    /// The forward pass has rayon's pool to itself (see [`Packing::alone`]).
+    pub(super) alone: bool,
     pub(super) batch: usize,
     pub(super) seq: usize,
     /// `[batch * seq]`: the packed row each padded slot reads (padding slots read row 0, harmlessly:
@@ -315,6 +281,7 @@ impl<B: Backend> Packing<B> {
         if lengths.iter().all(|&l| l == seq) {
             return Packing {
                 lengths: lengths.to_vec(),
+                alone: false,
                 batch,
                 seq,
                 to_padded: None,
@@ -347,12 +314,22 @@ impl<B: Backend> Packing<B> {
             .expand([batch, 1, seq, seq]);
         Packing {
             lengths: lengths.to_vec(),
+            alone: false,
             batch,
             seq,
             to_padded: Some(ints(to_padded)),
             to_packed: Some(ints(to_packed)),
             mask: Some(mask),
         }
+    }
+}
+
+impl<B: Backend> Packing<B> {
+    /// Marks a forward pass that has rayon's pool to itself (one batch, not one of several parts run
+    /// side by side), so that attention over long sequences may spread its rows across the pool.
+    pub fn alone(mut self, alone: bool) -> Self {
+        self.alone = alone;
+        self
     }
 }
 

@@ -186,6 +186,7 @@ impl EncoderOps for Flex {
             &mut out,
             &packing.lengths,
             shape,
+            packing.alone,
         );
         from_flex(FlexTensor::from_data(TensorData::new(
             out,
@@ -228,13 +229,21 @@ struct Rows {
     head: usize,
 }
 
-/// Multiply-adds of attention above which rows are spread over rayon's threads (when the caller is
-/// not already one of them): below it, a task costs more than it saves.
+/// Multiply-adds of attention above which rows are spread over rayon's threads (when the forward pass
+/// has the pool to itself): below it, a task costs more than it saves.
 const PARALLEL_ATTENTION: usize = 1 << 20;
 
 /// Self-attention of packed rows: `out[i]` gets, per head, the softmax-weighted sum of the value rows
 /// of `i`'s own sequence. Sequences are `lengths` rows each, in order.
-fn attend(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], lengths: &[usize], s: Rows) {
+fn attend(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &mut [f32],
+    lengths: &[usize],
+    s: Rows,
+    alone: bool,
+) {
     // The sequence (first row, length) of every row.
     let mut seq_of = Vec::with_capacity(out.len() / s.hidden.max(1));
     let mut start = 0;
@@ -248,10 +257,7 @@ fn attend(q: &[f32], k: &[f32], v: &[f32], out: &mut [f32], lengths: &[usize], s
             attend_row(q, k, v, o, i, first, len, s, scores);
         }
     };
-    if work >= PARALLEL_ATTENTION
-        && rayon::current_thread_index().is_none()
-        && rayon::current_num_threads() > 1
-    {
+    if alone && work >= PARALLEL_ATTENTION && rayon::current_num_threads() > 1 {
         out.par_chunks_mut(s.hidden)
             .enumerate()
             .for_each_init(Vec::new, |scores, r| row(r, scores));

@@ -123,12 +123,12 @@ impl SentenceEmbedder {
         let engine = match &device {
             Device::Cpu => {
                 let d = CpuDevice::default();
-                Engine::Cpu(load_weights(&config, &weights_path, &d, true)?, d)
+                Engine::Cpu(load_weights(&config, &weights_path, &d)?, d)
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(i) => {
                 let d = backend::CudaDevice::new(*i);
-                Engine::Cuda(load_weights(&config, &weights_path, &d, false)?, d)
+                Engine::Cuda(load_weights(&config, &weights_path, &d)?, d)
             }
         };
         Ok(SentenceEmbedder {
@@ -206,7 +206,7 @@ impl SentenceEmbedder {
                     .clamp(1, MAX_PARTS)
                     .min(ids.len());
                 if parts <= 1 {
-                    return encode(model, device, ids);
+                    return encode(model, device, ids, true);
                 }
                 // Round-robin over the length-sorted ids gives parts of nearly equal token counts.
                 let mut groups: Vec<Vec<(usize, &[u32])>> = vec![Vec::new(); parts];
@@ -219,7 +219,7 @@ impl SentenceEmbedder {
                     .par_iter()
                     .map(|g| {
                         let seqs: Vec<&[u32]> = g.iter().map(|(_, s)| *s).collect();
-                        let vectors = encode(model, device, &seqs)?;
+                        let vectors = encode(model, device, &seqs, false)?;
                         Ok(g.iter().map(|(i, _)| *i).zip(vectors).collect())
                     })
                     .collect();
@@ -234,7 +234,7 @@ impl SentenceEmbedder {
                 Ok(out)
             }
             #[cfg(feature = "cuda")]
-            Engine::Cuda(model, device) => encode(model, device, ids),
+            Engine::Cuda(model, device) => encode(model, device, ids, false),
         }
     }
 
@@ -310,7 +310,6 @@ fn load_weights<B: kernels::EncoderOps>(
     config: &BertConfig,
     path: &Path,
     device: &B::Device,
-    cpu: bool,
 ) -> Result<bert::Encoder<B>, EmbedError> {
     let bad = |reason: String| EmbedError::Weights {
         path: path.to_owned(),
@@ -340,17 +339,17 @@ fn load_weights<B: kernels::EncoderOps>(
         unused = ?result.unused,
         "loaded all-MiniLM-L6-v2 weights"
     );
-    Ok(model
-        .no_grad()
-        .into_encoder(config.num_attention_heads, cpu))
+    Ok(model.no_grad().into_encoder(config.num_attention_heads))
 }
 
 /// Runs the encoder on a batch of token-id sequences (packed, see [`bert::Encoder`]), mean-pools each
-/// sequence's token states and L2-normalises.
+/// sequence's token states and L2-normalises. `alone`: nothing else runs on rayon's pool beside this
+/// batch, so the encoder may split its own steps across the pool.
 fn encode<B: kernels::EncoderOps>(
     model: &bert::Encoder<B>,
     device: &B::Device,
     ids: &[&[u32]],
+    alone: bool,
 ) -> Result<Vec<Vec<f32>>, EmbedError> {
     // The tokenizer always adds [CLS] and [SEP]; an empty sequence could only come from a broken
     // tokenizer file, and gets the zero vector rather than a division by zero.
@@ -370,7 +369,7 @@ fn encode<B: kernels::EncoderOps>(
             .collect();
         let ints =
             |v: Vec<i32>| Tensor::<B, 1, Int>::from_data(TensorData::new(v, [tokens]), device);
-        let packing = bert::Packing::new(&live_lengths, device);
+        let packing = bert::Packing::new(&live_lengths, device).alone(alone);
         let states = model.forward(ints(flat), ints(positions), &packing);
         let values = states
             .try_into_data()
