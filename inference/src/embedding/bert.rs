@@ -3,9 +3,9 @@
 //! Two forms: [`Bert`], a burn `Module` shaped like the checkpoint, only for loading; and [`Encoder`],
 //! built from it, which runs. The encoder works on *packed* tokens: the sequences of a batch are laid
 //! end to end as one `[tokens, hidden]` matrix, so the projections, feed-forward layers and norms (nearly
-//! all the work) spend nothing on padding. Only attention needs one row per sequence: the packed
-//! query/key/value rows are gathered into a padded `[batch, heads, seq, head]` layout with the padded keys
-//! masked, and the result is gathered back.
+//! all the work) spend nothing on padding. Only attention needs to know where each sequence starts: on
+//! CPU it reads the packed rows in place, elsewhere they are gathered into a padded
+//! `[batch, heads, seq, head]` layout with the padded keys masked (see [`super::kernels`]).
 //!
 //! Field names of [`Bert`] follow the checkpoint's key names so that loading needs only two renames
 //! (`LayerNorm` -> `layer_norm`, `attention.self` -> `attention.self_attn`, both Rust naming rules);
