@@ -162,6 +162,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         config.autonat_only_global_ips = false;
     }
     let mut registry = Registry::with_prefix("agora");
+    let listeners = config.listen.len().max(1);
     let (client, mut events) = agora_overlay::spawn(&key, config, Some(&mut registry))?;
     let registry = Arc::new(Mutex::new(registry));
 
@@ -178,11 +179,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     });
 
-    // Print our addresses once the listeners are up.
+    // Print our addresses once every listener is up (each configured address gives at least one;
+    // printing at the first would leave out a transport whose listener is a moment slower).
     let peer_id = client.peer_id();
     let mut status = client.status().await?;
     for _ in 0..100 {
-        if !status.listen_addrs.is_empty() {
+        if status.listen_addrs.len() >= listeners {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
