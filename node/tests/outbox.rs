@@ -145,7 +145,13 @@ fn client(key: &SecretKey, store: &ReceiptStore, provider: PeerId, relay: &Relay
         .build()
         .unwrap();
     let market = rt.block_on(async {
-        let (overlay, mut events) = agora_overlay::spawn(key, Config::loopback(), None).unwrap();
+        // One connection per peer: once the one through the relay is up, no direct one can open
+        // beside it (request-response spreads requests over every connection to a peer).
+        let config = Config {
+            max_established_per_peer: 1,
+            ..Config::loopback()
+        };
+        let (overlay, mut events) = agora_overlay::spawn(key, config, None).unwrap();
         tokio::spawn(async move { while events.recv().await.is_some() {} });
         // Through the relay. (Later redials use what the connection taught Kademlia: the
         // provider's own listen address.)
@@ -164,6 +170,25 @@ fn client(key: &SecretKey, store: &ReceiptStore, provider: PeerId, relay: &Relay
     Client { rt, market }
 }
 
+/// Dials `peer` through the relay unless a connection to it is open, and waits until one is.
+fn wait_connected_through(c: &Client, relay: &Relay, peer: PeerId) {
+    let end = Instant::now() + common::DEADLINE;
+    let connected = || {
+        c.rt.block_on(c.market.overlay().peers())
+            .unwrap()
+            .iter()
+            .any(|p| p.peer == peer.to_string() && p.connected)
+    };
+    if !connected() {
+        c.rt.block_on(c.market.overlay().dial(relay.addr(peer)))
+            .unwrap();
+    }
+    while !connected() {
+        assert!(Instant::now() < end, "no connection to the provider");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// What the provider's store holds of `receipt`, read while it is down.
 fn provider_holds(receipts: &Path, receipt: &Receipt) -> Option<StoredReceipt> {
     let store = ReceiptStore::open(receipts).unwrap();
@@ -179,6 +204,9 @@ fn answered_as_the_provider_stops(
     served: &Served,
     tag: &str,
 ) -> Receipt {
+    // A provider started again is reached through the relay too: dial it there first and wait
+    // for that connection, or a redial could pick the provider's own listen address.
+    wait_connected_through(c, relay, served.peer);
     relay.arm(served.proc.child.id());
     eprintln!("outbox test: asking {tag}");
     let settled =
