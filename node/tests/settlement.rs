@@ -10,7 +10,7 @@ mod common;
 
 use common::{
     Proc, agora_in, embed_query, free_port, ledger_with_registered_subnet, new_wallet,
-    start_bootstrap, start_serve,
+    start_bootstrap, start_serve, try_embed_query,
 };
 use std::path::Path;
 
@@ -88,25 +88,7 @@ fn a_miner_settles_each_epoch_and_its_clients_credit_renews() {
     clock.signal("STOP");
     let receipts = dir.join("client.redb");
     embed_query(dir, &bootstrap, &receipts, "paid once", &[]);
-    let refused = agora_in(
-        dir,
-        &[
-            "query",
-            "--wallet",
-            "client",
-            "--loopback",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--bootstrap",
-            &bootstrap,
-            "--receipts",
-            receipts.to_str().unwrap(),
-            "--task",
-            "embed",
-            "--input",
-            "over the limit",
-        ],
-    );
+    let refused = try_embed_query(dir, &bootstrap, &receipts, "over the limit", &[]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "a second query was served");
     assert!(stderr.contains("credit limit"), "{stderr}");

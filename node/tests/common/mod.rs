@@ -582,6 +582,25 @@ pub fn embed_query(
     input: &str,
     extra: &[&str],
 ) -> String {
+    let out = try_embed_query(dir, bootstrap, receipts, input, extra);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "agora query {input:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// [`embed_query`] that may fail: its whole output.
+#[allow(dead_code)]
+pub fn try_embed_query(
+    dir: &Path,
+    bootstrap: &str,
+    receipts: &Path,
+    input: &str,
+    extra: &[&str],
+) -> std::process::Output {
     let receipts = receipts.to_str().unwrap();
     let mut args = vec![
         "query",
@@ -600,5 +619,5 @@ pub fn embed_query(
         input,
     ];
     args.extend_from_slice(extra);
-    agora_ok(dir, &args)
+    agora_in(dir, &args)
 }
