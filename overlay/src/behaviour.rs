@@ -17,8 +17,8 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId};
 use libp2p::{
-    StreamProtocol, Swarm, autonat, connection_limits, dcutr, gossipsub, identify, identity, kad,
-    noise, ping, relay, request_response, tcp, yamux,
+    StreamProtocol, Swarm, allow_block_list, autonat, connection_limits, dcutr, gossipsub,
+    identify, identity, kad, noise, ping, relay, request_response, tcp, yamux,
 };
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -32,6 +32,8 @@ pub const IDENTIFY_PROTOCOL_VERSION: &str = "/agora/1.0.0";
 /// Everything an Agora node speaks.
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// Refuses every connection of a banned peer (bans expire: see `BanConfig`).
+    pub banned: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     /// Refuses connections past the configured counts before any protocol sees them.
     pub limits: connection_limits::Behaviour,
     /// Peers tell each other their listen addresses and what they observe of us.
@@ -355,6 +357,7 @@ impl Behaviour {
         let dcutr = config.dcutr.then(|| dcutr::Behaviour::new(peer_id));
 
         Ok(Self {
+            banned: allow_block_list::Behaviour::default(),
             limits,
             identify,
             ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(15))),

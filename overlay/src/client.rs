@@ -103,6 +103,9 @@ pub struct NodeStatus {
     /// The most bytes of inbound request frames held at once since the node started.
     #[serde(default)]
     pub inbound_bytes_peak: usize,
+    /// Peers banned now for sending forged or malformed messages (see `BanConfig`).
+    #[serde(default)]
+    pub banned: Vec<String>,
 }
 
 #[derive(Debug)]

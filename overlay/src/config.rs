@@ -221,6 +221,36 @@ pub struct Config {
     pub max_gossip_len: usize,
     /// Sent in identify, to tell operators what software a peer runs.
     pub agent_version: String,
+    /// Expiring bans of peers that keep sending what no honest peer sends.
+    pub bans: BanConfig,
+}
+
+/// Expiring bans: a peer that sends [`BanConfig::strikes`] forged or malformed messages (gossip
+/// that fails validation, queries or settlements with a bad signature or undecodable input) is
+/// disconnected and refused for [`BanConfig::first`], then for twice as long at each new ban, up
+/// to [`BanConfig::max`]. Busy, rate-limited or expired requests are no strike: honest peers
+/// send those under load or with a drifting clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanConfig {
+    /// Strikes that earn a ban (0: never ban).
+    pub strikes: u32,
+    /// The first ban's length.
+    pub first: Duration,
+    /// The longest ban.
+    pub max: Duration,
+    /// Peers whose strikes and ban history are remembered; past it the oldest are forgotten.
+    pub max_tracked: usize,
+}
+
+impl Default for BanConfig {
+    fn default() -> Self {
+        Self {
+            strikes: 20,
+            first: Duration::from_secs(60),
+            max: Duration::from_secs(3600),
+            max_tracked: 4096,
+        }
+    }
 }
 
 impl Default for Config {
@@ -257,6 +287,7 @@ impl Default for Config {
             exempt_loopback_from_colocation: true,
             max_gossip_len: 64 * 1024,
             agent_version: format!("agora/{}", env!("CARGO_PKG_VERSION")),
+            bans: BanConfig::default(),
         }
     }
 }

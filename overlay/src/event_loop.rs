@@ -131,6 +131,10 @@ pub struct EventLoop {
     relay_retry: (Option<Instant>, Duration),
     /// Failed pings in a row, per connection.
     ping_failures: HashMap<ConnectionId, u32>,
+    /// Strikes per peer since its last ban: forged or malformed messages.
+    strikes: HashMap<PeerId, u32>,
+    /// Ban history per peer: until when it is banned (None: not now), and the next ban's length.
+    bans: HashMap<PeerId, (Option<Instant>, Duration)>,
     provided_at_table_size: Option<usize>,
     /// Large inbound queries checked off the event loop come back here (see
     /// [`EventLoop::check_off_the_loop`]).
@@ -216,6 +220,8 @@ impl EventLoop {
             relay_listener: None,
             relay_retry: (None, RELAY_RETRY_FIRST),
             ping_failures: HashMap::new(),
+            strikes: HashMap::new(),
+            bans: HashMap::new(),
             provided_at_table_size: None,
             checked_tx,
             checked_rx,
@@ -333,7 +339,10 @@ impl EventLoop {
                 _ = advert_tick.tick() => self.publish_adverts(),
                 _ = discovery_tick.tick() => self.discover(),
                 _ = call_tick.tick() => self.close_open_calls(),
-                _ = metrics_tick.tick() => self.refresh_metrics(),
+                _ = metrics_tick.tick() => {
+                    self.lift_expired_bans();
+                    self.refresh_metrics();
+                }
             }
         }
     }
@@ -640,6 +649,9 @@ impl EventLoop {
                 {
                     let acceptance = self.on_gossip(&message);
                     self.count_gossip(&message.topic, &acceptance);
+                    if matches!(acceptance, gossipsub::MessageAcceptance::Reject) {
+                        self.strike(propagation_source, "gossip that failed validation");
+                    }
                     self.swarm
                         .behaviour_mut()
                         .gossipsub
@@ -678,7 +690,7 @@ impl EventLoop {
                     }
                 }
             }
-            BehaviourEvent::Limits(never) => match never {},
+            BehaviourEvent::Limits(never) | BehaviourEvent::Banned(never) => match never {},
         }
     }
 
@@ -704,6 +716,70 @@ impl EventLoop {
                     self.swarm.close_connection(event.connection);
                 }
             }
+        }
+    }
+
+    /// Counts a forged or malformed message from `peer`; enough of them earn an expiring ban.
+    fn strike(&mut self, peer: PeerId, what: &str) {
+        let bans = &self.config.bans;
+        if bans.strikes == 0 {
+            return;
+        }
+        if !self.strikes.contains_key(&peer) && self.strikes.len() >= bans.max_tracked {
+            // Bounded: forget someone's strikes (a sybil flood cannot grow this map).
+            if let Some(old) = self.strikes.keys().next().copied() {
+                self.strikes.remove(&old);
+            }
+        }
+        let count = self.strikes.entry(peer).or_insert(0);
+        *count += 1;
+        if *count >= bans.strikes {
+            self.strikes.remove(&peer);
+            self.ban(peer, what);
+        }
+    }
+
+    /// A strike for a refusal that only a forged or malformed message earns.
+    fn strike_if_forged(&mut self, peer: PeerId, kind: QueryErrorKind) {
+        if matches!(
+            kind,
+            QueryErrorKind::BadSignature | QueryErrorKind::BadInput
+        ) {
+            self.strike(peer, "forged or malformed requests");
+        }
+    }
+
+    /// Disconnects `peer` and refuses it until the ban expires; each new ban lasts twice the last.
+    fn ban(&mut self, peer: PeerId, why: &str) {
+        let (first, max) = (self.config.bans.first, self.config.bans.max);
+        if !self.bans.contains_key(&peer) && self.bans.len() >= self.config.bans.max_tracked {
+            let forgettable = self.bans.iter().find(|(_, (until, _))| until.is_none());
+            if let Some(old) = forgettable.map(|(p, _)| *p) {
+                self.bans.remove(&old);
+            }
+        }
+        let length = self.bans.get(&peer).map_or(first, |(_, next)| *next);
+        self.bans
+            .insert(peer, (Some(Instant::now() + length), (length * 2).min(max)));
+        self.swarm.behaviour_mut().banned.block_peer(peer);
+        tracing::warn!(%peer, why, seconds = length.as_secs(), "banned");
+    }
+
+    /// Lets in again the peers whose ban is over (their history stays, so the next ban is longer).
+    fn lift_expired_bans(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<PeerId> = self
+            .bans
+            .iter()
+            .filter(|(_, (until, _))| until.is_some_and(|u| u <= now))
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in expired {
+            if let Some(ban) = self.bans.get_mut(&peer) {
+                ban.0 = None;
+            }
+            self.swarm.behaviour_mut().banned.unblock_peer(peer);
+            tracing::info!(%peer, "ban lifted");
         }
     }
 
@@ -1016,6 +1092,7 @@ impl EventLoop {
                     if let Some(m) = &self.overlay_metrics {
                         m.inbound_refused("query", e.kind);
                     }
+                    self.strike_if_forged(peer, e.kind);
                     QueryWireResponse::Error(e)
                 }
             },
@@ -1034,6 +1111,7 @@ impl EventLoop {
                         if let Some(m) = &self.overlay_metrics {
                             m.inbound_refused("settle", e.kind);
                         }
+                        self.strike_if_forged(peer, e.kind);
                         QueryWireResponse::Error(e)
                     }
                 }
@@ -1055,6 +1133,7 @@ impl EventLoop {
                     if let Some(m) = &self.overlay_metrics {
                         m.inbound_refused("offer", kind);
                     }
+                    self.strike_if_forged(peer, kind);
                     error_response(kind, "offer refused")
                 }
             },
@@ -1113,6 +1192,7 @@ impl EventLoop {
                 if let Some(m) = &self.overlay_metrics {
                     m.inbound_refused("query", e.kind);
                 }
+                self.strike_if_forged(peer, e.kind);
                 let _ = self
                     .swarm
                     .behaviour_mut()
@@ -1361,6 +1441,12 @@ impl EventLoop {
             relays: self.relays.iter().map(|p| p.to_string()).collect(),
             inbound_bytes_held: self.swarm.behaviour().query.inbound_held_bytes(),
             inbound_bytes_peak: self.swarm.behaviour().query.inbound_peak_bytes(),
+            banned: self
+                .bans
+                .iter()
+                .filter(|(_, (until, _))| until.is_some())
+                .map(|(p, _)| p.to_string())
+                .collect(),
         }
     }
 

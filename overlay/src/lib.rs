@@ -39,7 +39,9 @@ pub mod providers;
 pub mod query;
 
 pub use client::{Client, Event, NodeStatus, PeerRow, QueryReply};
-pub use config::{Config, InboundLimits, KadMode, RelayMode, RelayServerLimits, SubnetOffer};
+pub use config::{
+    BanConfig, Config, InboundLimits, KadMode, RelayMode, RelayServerLimits, SubnetOffer,
+};
 pub use error::OverlayError;
 pub use event_loop::EventLoop;
 pub use libp2p::{Multiaddr, PeerId};
