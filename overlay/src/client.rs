@@ -59,7 +59,7 @@ pub struct QueryReply {
 }
 
 /// One peer as this node knows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PeerRow {
     /// Peer id.
     pub peer: String,
@@ -73,6 +73,9 @@ pub struct PeerRow {
     pub agent: Option<String>,
     /// Last ping round trip, in milliseconds.
     pub rtt_ms: Option<u64>,
+    /// Its gossipsub peer score (invalid messages lower it, consensus reputation raises it).
+    #[serde(default)]
+    pub gossip_score: Option<f64>,
 }
 
 /// A snapshot of the node.
@@ -137,6 +140,9 @@ pub(crate) enum Command {
     },
     SetOffers {
         offers: Vec<SubnetOffer>,
+    },
+    SetReputation {
+        scores: Vec<(PeerId, f64)>,
     },
     Query {
         peer: PeerId,
@@ -236,6 +242,13 @@ impl Client {
     /// Replaces what this node advertises (price, queue depth, models).
     pub async fn set_offers(&self, offers: Vec<SubnetOffer>) -> Result<(), OverlayError> {
         self.send(Command::SetOffers { offers }).await
+    }
+
+    /// Peers' consensus reputation, 0 to 1 (incentive over the subnet's highest): it becomes their
+    /// gossipsub application score, so reputable peers are kept in the gossip mesh before
+    /// unknown ones, and replaces what was set before.
+    pub async fn set_reputation(&self, scores: Vec<(PeerId, f64)>) -> Result<(), OverlayError> {
+        self.send(Command::SetReputation { scores }).await
     }
 
     /// Direct mode: sends a signed query to `peer` and returns its checked answer.

@@ -135,6 +135,8 @@ pub struct EventLoop {
     strikes: HashMap<PeerId, u32>,
     /// Ban history per peer: until when it is banned (None: not now), and the next ban's length.
     bans: HashMap<PeerId, (Option<Instant>, Duration)>,
+    /// Consensus reputation per peer, 0 to 1: its gossipsub application score.
+    reputation: HashMap<PeerId, f64>,
     provided_at_table_size: Option<usize>,
     /// Large inbound queries checked off the event loop come back here (see
     /// [`EventLoop::check_off_the_loop`]).
@@ -222,6 +224,7 @@ impl EventLoop {
             ping_failures: HashMap::new(),
             strikes: HashMap::new(),
             bans: HashMap::new(),
+            reputation: HashMap::new(),
             provided_at_table_size: None,
             checked_tx,
             checked_rx,
@@ -386,6 +389,23 @@ impl EventLoop {
                     .kad
                     .get_providers(provider_key(subnet, task, &model));
                 self.pending_dht.insert(id, (HashSet::new(), tx));
+            }
+            Command::SetReputation { scores } => {
+                let limit = self.config.bans.max_tracked;
+                self.reputation = scores
+                    .into_iter()
+                    .filter(|(_, score)| score.is_finite())
+                    .map(|(peer, score)| (peer, score.clamp(0.0, 1.0)))
+                    .take(limit)
+                    .collect();
+                let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                for peer in connected {
+                    let score = self.reputation.get(&peer).copied().unwrap_or(0.0);
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .set_application_score(&peer, score);
+                }
             }
             Command::SetOffers { offers } => {
                 self.offers = offers;
@@ -580,6 +600,12 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 self.peer_info.entry(peer_id).or_default();
+                if let Some(score) = self.reputation.get(&peer_id).copied() {
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .set_application_score(&peer_id, score);
+                }
                 if self.config.relay == RelayMode::Always && self.is_bootstrap(&peer_id) {
                     self.maybe_request_relay();
                 }
@@ -1464,6 +1490,7 @@ impl EventLoop {
                         addrs: entry.node.value.iter().map(|a| a.to_string()).collect(),
                         agent: None,
                         rtt_ms: None,
+                        gossip_score: None,
                     },
                 );
             }
@@ -1477,8 +1504,10 @@ impl EventLoop {
                 addrs: Vec::new(),
                 agent: None,
                 rtt_ms: None,
+                gossip_score: None,
             });
             row.connected = true;
+            row.gossip_score = self.swarm.behaviour().gossipsub.peer_score(&peer);
             if let Some(info) = self.peer_info.get(&peer) {
                 row.agent.clone_from(&info.agent);
                 row.rtt_ms = info

@@ -1,6 +1,8 @@
-//! Expiring bans over real sockets: a peer that keeps sending forged queries (signed by a key that
-//! is not its own) is banned after the configured number of strikes, cannot reach the node while
-//! the ban lasts, and is let in again when it expires; an honest peer is served throughout.
+//! How a node treats peers by their conduct, over real sockets: a peer that keeps sending forged
+//! queries (signed by a key that is not its own) is banned after the configured number of strikes,
+//! cannot reach the node while the ban lasts, and is let in again when it expires, while an honest
+//! peer is served throughout; and a peer's consensus reputation becomes its gossipsub application
+//! score.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests fail loudly
 
@@ -81,4 +83,44 @@ async fn a_forging_peer_is_banned_until_its_ban_expires() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Consensus reputation reaches gossip: a peer given reputation 1 gets gossipsub's application
+/// score (weight 10) on top of what it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reputation_becomes_the_gossip_application_score() {
+    let node = start(Config::loopback());
+    let reputable = start(Config::loopback());
+    let other = start(Config::loopback());
+    let addr = full_addr(&node).await;
+    reputable.client.dial(addr.clone()).await.unwrap();
+    other.client.dial(addr).await.unwrap();
+    let score_of = |peer: agora_overlay::PeerId| {
+        let client = node.client.clone();
+        async move {
+            let rows = client.peers().await.ok()?;
+            rows.into_iter()
+                .find(|r| r.peer == peer.to_string() && r.connected)?
+                .gossip_score
+        }
+    };
+    let before = wait_for("a gossip score for the peer", || {
+        score_of(reputable.client.peer_id())
+    })
+    .await;
+    assert!(before < 5.0, "{before}");
+    node.client
+        .set_reputation(vec![(reputable.client.peer_id(), 1.0)])
+        .await
+        .unwrap();
+    let after = wait_for("the application score", || async {
+        let score = score_of(reputable.client.peer_id()).await?;
+        (score >= 5.0).then_some(score)
+    })
+    .await;
+    let unrated = score_of(other.client.peer_id()).await.unwrap_or(0.0);
+    assert!(
+        after > unrated + 5.0,
+        "reputable {after}, unrated {unrated}"
+    );
 }

@@ -728,6 +728,12 @@ impl MarketClient {
 
     /// Sets the consensus reputation the policy weighs (see [`ProviderPolicy::set_reputation`]).
     pub fn set_reputation(&self, reputation: impl IntoIterator<Item = (PeerId, f64)>) {
+        let reputation: Vec<(PeerId, f64)> = reputation.into_iter().collect();
+        // The same reputation weighs in gossip: the overlay makes it the peers' application score.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (overlay, scores) = (self.inner.overlay.clone(), reputation.clone());
+            runtime.spawn(async move { overlay.set_reputation(scores).await });
+        }
         self.policy().set_reputation(reputation);
     }
 
