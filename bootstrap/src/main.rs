@@ -31,7 +31,7 @@ struct Args {
     /// Where to listen (repeatable). Default: TCP and QUIC on port 4001 on all interfaces.
     #[arg(long, value_name = "MULTIADDR")]
     listen: Vec<Multiaddr>,
-    /// Other bootstrap nodes to join (repeatable), with /p2p/<peer id>.
+    /// Other bootstrap nodes to join (repeatable), with `/p2p/<peer id>`.
     #[arg(long, value_name = "MULTIADDR")]
     bootstrap: Vec<Multiaddr>,
     /// Serve Prometheus metrics at http://ADDR/metrics. "off" disables it.

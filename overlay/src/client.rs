@@ -1,6 +1,6 @@
 //! The cloneable handle through which the application talks to the event loop.
 //!
-//! Every method sends one [`Command`] over a bounded channel and, where there is an answer, waits on a
+//! Every method sends one `Command` over a bounded channel and, where there is an answer, waits on a
 //! `oneshot`. Nothing here touches the swarm: the event loop owns it alone, so no lock is ever held
 //! across a network operation.
 

@@ -1,7 +1,7 @@
 //! The query protocol: a client asks a provider for work, directly or through an open call.
 //!
 //! Direct mode: the client sends a signed [`QueryRequest`] over request-response and gets a
-//! [`QueryResponse`]. Open mode: the client gossips a signed [`QueryAnnouncement`] (no payload, only
+//! [`QueryWireResponse`]. Open mode: the client gossips a signed [`QueryAnnouncement`] (no payload, only
 //! its hash and size), providers answer with a signed [`Offer`] over request-response, and the client
 //! awards one by sending it the [`QueryRequest`]. Payloads never travel on gossip.
 

@@ -3,7 +3,7 @@
 //!
 //! # Format
 //!
-//! One file of records framed as the local log frames its own ([`crate::framing`]), with magic
+//! One file of records framed as the local log frames its own (`crate::framing`), with magic
 //! `"AGJ1"` and one kind (1, an anchor): `magic | kind | len u32 LE | header check [4] |
 //! body check [32] | payload`, where the payload is a signed anchor envelope's exact bytes (at most
 //! [`MAX_SIGNED_ANCHOR_LEN`]).

@@ -5,7 +5,7 @@
 //! ([`InclusionProof`]) to anyone holding the journal or reading the chain.
 //!
 //! - [`record`]: the record, its signed envelope and its hash;
-//! - [`settle`]: the fold of an epoch into a record;
+//! - [`mod@settle`]: the fold of an epoch into a record;
 //! - [`journal`]: the append-only journal file;
 //! - [`proof`]: inclusion proofs and their verification.
 

@@ -195,7 +195,7 @@ impl Outbox {
         Ok(path)
     }
 
-    /// Up to [`MAX_LISTED`] pending items, oldest first. A damaged item is an error naming it
+    /// Up to `MAX_LISTED` (4,096) pending items, oldest first. A damaged item is an error naming it
     /// (it is never dropped silently: remove it by hand once understood).
     pub fn pending(&self) -> Result<Vec<PendingItem>, ChainError> {
         let mut names = Vec::new();
