@@ -790,10 +790,7 @@ fn commit_then_reveal() {
             commit_hash: hash,
         },
     );
-    let commit = l.state.subnet(1).unwrap().neurons[0]
-        .commit
-        .clone()
-        .unwrap();
+    let commit = l.state.subnet(1).unwrap().weight_commits(&v.public())[0].clone();
     assert!(matches!(
         l.run(
             &v,
@@ -806,14 +803,14 @@ fn commit_then_reveal() {
     ));
     // Same epoch: too early (unless the commit fell on the epoch's last block).
     let subnet = l.state.subnet(1).unwrap().clone();
-    if subnet.epoch_index(l.state.height() + 1) < commit.reveal_epoch {
+    if subnet.weights_epoch(l.state.height() + 1) < commit.reveal_epoch {
         assert!(matches!(
             l.run(&v, reveal(&salt)),
             Err(TxError::RevealTooEarly { .. })
         ));
     }
     // Move to the reveal epoch.
-    while subnet.epoch_index(l.state.height() + 1) < commit.reveal_epoch {
+    while subnet.weights_epoch(l.state.height() + 1) < commit.reveal_epoch {
         l.idle(1);
     }
     assert_eq!(l.run(&v, reveal(b"salt-2")), Err(TxError::CommitMismatch));
@@ -826,7 +823,13 @@ fn commit_then_reveal() {
     let n = &l.state.subnet(1).unwrap().neurons[0];
     assert_eq!(n.weights, vec![(1, 65535)], "stored max-upscaled");
     assert_eq!(n.last_update, l.state.height());
-    assert!(n.commit.is_none());
+    assert!(
+        l.state
+            .subnet(1)
+            .unwrap()
+            .weight_commits(&v.public())
+            .is_empty()
+    );
     assert_eq!(l.run(&v, reveal(&salt)), Err(TxError::NoCommit(1)));
 
     // A commit left past its reveal epoch expires.
@@ -840,12 +843,8 @@ fn commit_then_reveal() {
             commit_hash: hash3,
         },
     );
-    let reveal_epoch = l.state.subnet(1).unwrap().neurons[0]
-        .commit
-        .clone()
-        .unwrap()
-        .reveal_epoch;
-    while subnet.epoch_index(l.state.height() + 1) <= reveal_epoch {
+    let reveal_epoch = l.state.subnet(1).unwrap().weight_commits(&v.public())[0].reveal_epoch;
+    while subnet.weights_epoch(l.state.height() + 1) <= reveal_epoch {
         l.idle(1);
     }
     assert!(matches!(
@@ -873,6 +872,343 @@ fn commit_then_reveal() {
         ),
         Err(TxError::CommitRevealDisabled(1))
     );
+}
+
+/// A commit-reveal subnet for the queue and mask tests: no rate limit, so commits may follow
+/// each other block by block.
+fn commit_reveal_subnet(tempo: u16) -> Hyperparameters {
+    Hyperparameters {
+        tempo,
+        commit_reveal_enabled: true,
+        weights_set_rate_limit: 0,
+        ..fast()
+    }
+}
+
+/// Idles until the next block to apply is an epoch block of subnet `netuid`, and returns it.
+fn idle_until_epoch_block(l: &mut Ledger, netuid: u16) -> u64 {
+    let s = l.state.subnet(netuid).unwrap().clone();
+    while !s.is_epoch_block(l.state.height() + 1) {
+        l.idle(1);
+    }
+    l.state.height() + 1
+}
+
+#[test]
+fn commits_queue_up_to_ten_and_a_reveal_drops_the_older_ones() {
+    let a = key(1);
+    let mut l = Ledger::new(genesis(
+        &[(1, 1000 * TOKEN)],
+        vec![GenesisSubnet {
+            owner: a.public(),
+            hyperparameters: commit_reveal_subnet(100),
+        }],
+    ));
+    let v = register_many(&mut l, &a, 1, 10, 2).remove(0);
+    let (uids, weights) = (vec![1u16], vec![9u16]);
+    let salt = |i: u8| vec![i; 8];
+    let hash = |i: u8| weights_commit_hash(&v.public(), 1, &uids, &weights, &salt(i)).unwrap();
+    let commit = |i: u8| Call::CommitWeights {
+        netuid: 1,
+        commit_hash: hash(i),
+    };
+    let reveal = |i: u8| Call::RevealWeights {
+        netuid: 1,
+        uids: uids.clone(),
+        weights: weights.clone(),
+        salt: salt(i),
+    };
+
+    // Ten commits in one epoch, one per block, right after an epoch block.
+    idle_until_epoch_block(&mut l, 1);
+    l.idle(1);
+    for i in 0..10 {
+        l.ok(&v, commit(i));
+    }
+    let queue = l
+        .state
+        .subnet(1)
+        .unwrap()
+        .weight_commits(&v.public())
+        .to_vec();
+    assert_eq!(queue.len(), 10);
+    assert!(queue.windows(2).all(|w| w[0].block < w[1].block));
+    let before = l.state.clone();
+    let tx = l.tx(&v, commit(10));
+    let h = l.state.height() + 1;
+    let (after, results) = apply_block(&before, h, &[tx]).unwrap();
+    assert_eq!(results, vec![Err(TxError::TooManyUnrevealedCommits(1))]);
+    assert_eq!(
+        after.subnet(1).unwrap().weight_commits(&v.public()),
+        &queue[..],
+        "a refused commit changes no queue"
+    );
+    *l.nonces.get_mut(&v.public()).unwrap() -= 1;
+
+    // Before the reveal epoch every reveal is early.
+    assert!(matches!(
+        l.run(&v, reveal(2)),
+        Err(TxError::RevealTooEarly { .. })
+    ));
+    // In it, revealing the third commit also discards the two before it.
+    idle_until_epoch_block(&mut l, 1);
+    l.ok(&v, reveal(2));
+    let left = l
+        .state
+        .subnet(1)
+        .unwrap()
+        .weight_commits(&v.public())
+        .to_vec();
+    assert_eq!(left, queue[3..].to_vec());
+    assert_eq!(
+        l.state.subnet(1).unwrap().neurons[0].weights,
+        vec![(1, 65535)]
+    );
+    assert_eq!(l.run(&v, reveal(0)), Err(TxError::CommitMismatch));
+    assert_eq!(l.run(&v, reveal(2)), Err(TxError::CommitMismatch));
+    l.ok(&v, reveal(5));
+    assert_eq!(
+        l.state.subnet(1).unwrap().weight_commits(&v.public()),
+        &queue[6..]
+    );
+
+    // Past the reveal epoch the rest have expired: a reveal is too late, and they no longer count
+    // against the limit (the next commit purges them).
+    idle_until_epoch_block(&mut l, 1);
+    l.idle(1);
+    assert!(matches!(
+        l.run(&v, reveal(7)),
+        Err(TxError::RevealTooLate { .. })
+    ));
+    assert_eq!(
+        l.state.subnet(1).unwrap().weight_commits(&v.public()).len(),
+        4,
+        "a refused reveal purges nothing"
+    );
+    for i in 20..30 {
+        l.ok(&v, commit(i));
+    }
+    let queue = l
+        .state
+        .subnet(1)
+        .unwrap()
+        .weight_commits(&v.public())
+        .to_vec();
+    assert_eq!(queue.len(), 10);
+    assert_eq!(queue[0].hash, hash(20));
+    assert_eq!(
+        l.run(&v, commit(30)),
+        Err(TxError::TooManyUnrevealedCommits(1))
+    );
+    // Once all have expired, a reveal of one is too late, of anything else there is nothing.
+    idle_until_epoch_block(&mut l, 1);
+    l.idle(1);
+    idle_until_epoch_block(&mut l, 1);
+    l.idle(1);
+    assert!(matches!(
+        l.run(&v, reveal(25)),
+        Err(TxError::RevealTooLate { .. })
+    ));
+    assert_eq!(l.run(&v, reveal(40)), Err(TxError::NoCommit(1)));
+    l.check_supply();
+}
+
+#[test]
+fn a_commit_on_an_epoch_block_belongs_to_the_new_epoch() {
+    let a = key(1);
+    let tempo = 10u64;
+    let mut l = Ledger::new(genesis(
+        &[(1, 1000 * TOKEN)],
+        vec![GenesisSubnet {
+            owner: a.public(),
+            hyperparameters: commit_reveal_subnet(10),
+        }],
+    ));
+    let v = register_many(&mut l, &a, 1, 10, 2).remove(0);
+    let (uids, weights) = (vec![1u16], vec![3u16]);
+    let hash = |salt: &[u8]| weights_commit_hash(&v.public(), 1, &uids, &weights, salt).unwrap();
+    let reveal = |salt: &[u8]| Call::RevealWeights {
+        netuid: 1,
+        uids: uids.clone(),
+        weights: weights.clone(),
+        salt: salt.to_vec(),
+    };
+    // Two commits in the epoch block itself, after that block's epoch ran.
+    let b = idle_until_epoch_block(&mut l, 1);
+    let txs = [
+        l.tx(
+            &v,
+            Call::CommitWeights {
+                netuid: 1,
+                commit_hash: hash(b"one"),
+            },
+        ),
+        l.tx(
+            &v,
+            Call::CommitWeights {
+                netuid: 1,
+                commit_hash: hash(b"two"),
+            },
+        ),
+    ];
+    assert_eq!(l.block(&txs), vec![Ok(()), Ok(())]);
+    let s = l.state.subnet(1).unwrap();
+    assert_eq!(s.last_epoch_block, b);
+    assert_eq!(s.weights_epoch(b), s.epoch_index(b) + 1);
+    assert_eq!(
+        s.weight_commits(&v.public())[0].reveal_epoch,
+        s.weights_epoch(b) + 1
+    );
+    // The reveal window is the next epoch: blocks b + tempo + 1 ..= b + 2·tempo + 1.
+    l.idle(tempo - 1);
+    assert_eq!(l.state.height() + 1, b + tempo);
+    assert!(matches!(
+        l.run(&v, reveal(b"one")),
+        Err(TxError::RevealTooEarly { .. })
+    ));
+    l.idle(tempo);
+    assert_eq!(l.state.height() + 1, b + 2 * tempo + 1);
+    l.ok(&v, reveal(b"one"));
+    assert_eq!(l.state.height() + 1, b + 2 * tempo + 2);
+    assert!(matches!(
+        l.run(&v, reveal(b"two")),
+        Err(TxError::RevealTooLate { .. })
+    ));
+}
+
+/// The anti-sniping scenario: validator `v` commits weights naming uid 2 before anyone holds it
+/// (commit `c0`), optionally commits again (`c1`), then miner `m2` registers as uid 2 and `v`
+/// reveals `c0`. Returns the ledger just after the epoch that closes the reveal epoch.
+fn sniping_scenario(commit_again: bool) -> (Ledger, SecretKey) {
+    let (a, m) = (key(1), key(2));
+    let mut l = Ledger::new(genesis(
+        &[(1, 10_000 * TOKEN), (2, 1_000 * TOKEN)],
+        vec![GenesisSubnet {
+            owner: a.public(),
+            hyperparameters: commit_reveal_subnet(20),
+        }],
+    ));
+    let v = register_many(&mut l, &a, 1, 10, 1).remove(0);
+    register_many(&mut l, &m, 1, 30, 1);
+    l.ok(
+        &a,
+        Call::AddStake {
+            hotkey: v.public(),
+            amount: 100 * TOKEN,
+        },
+    );
+    let (uids, weights) = (vec![1u16, 2], vec![1u16, 1]);
+    let commit = |salt: &[u8]| Call::CommitWeights {
+        netuid: 1,
+        commit_hash: weights_commit_hash(&v.public(), 1, &uids, &weights, salt).unwrap(),
+    };
+    // c0 in epoch k; the epoch closing k grants v its validator permit (it has stake).
+    idle_until_epoch_block(&mut l, 1);
+    l.idle(1);
+    l.ok(&v, commit(b"c0"));
+    idle_until_epoch_block(&mut l, 1);
+    l.idle(1);
+    assert!(l.state.subnet(1).unwrap().neurons[0].validator_permit);
+    // Epoch k + 1: maybe c1, then m2 registers, then c0 is revealed.
+    if commit_again {
+        l.ok(&v, commit(b"c1"));
+    }
+    let m2 = register_many(&mut l, &m, 1, 31, 1).remove(0);
+    let s = l.state.subnet(1).unwrap();
+    assert_eq!(s.uids[&m2.public()], 2);
+    l.ok(
+        &v,
+        Call::RevealWeights {
+            netuid: 1,
+            uids: uids.clone(),
+            weights: weights.clone(),
+            salt: b"c0".to_vec(),
+        },
+    );
+    let s = l.state.subnet(1).unwrap();
+    assert_eq!(s.neurons[0].weights, vec![(1, 65535), (2, 65535)]);
+    assert!(s.neurons[0].last_update > s.neurons[2].registered_at);
+    assert_eq!(
+        s.weight_commits(&v.public()).len(),
+        usize::from(commit_again)
+    );
+    // The epoch closing k + 1.
+    idle_until_epoch_block(&mut l, 1);
+    l.idle(1);
+    (l, v)
+}
+
+#[test]
+fn a_live_commit_older_than_a_registration_masks_the_weight_on_it() {
+    // Control: with nothing else committed, the revealed row counts in full.
+    let (l, _) = sniping_scenario(false);
+    let n = &l.state.subnet(1).unwrap().neurons;
+    assert!(n[1].incentive_u16 > 0 && n[2].incentive_u16 > 0, "{n:?}");
+    assert_eq!(n[1].incentive_u16, n[2].incentive_u16);
+
+    // v still holds c1, made before m2 registered: the epoch drops W[v][m2] (the stored row keeps
+    // it), so m2 gets no incentive from v and m1 gets it all.
+    let (mut l, v) = sniping_scenario(true);
+    let s = l.state.subnet(1).unwrap();
+    let n = &s.neurons;
+    assert!(n[0].validator_permit && n[0].active);
+    assert_eq!(n[2].incentive_u16, 0, "{n:?}");
+    assert_eq!(n[1].incentive_u16, u16::MAX);
+    assert_eq!(n[0].weights, vec![(1, 65535), (2, 65535)]);
+    let c1 = s.weight_commits(&v.public())[0].clone();
+    assert!(c1.block < n[2].registered_at);
+    // The next epoch, c1 has expired: the mask lifts and the stored row counts again.
+    idle_until_epoch_block(&mut l, 1);
+    l.idle(1);
+    let s = l.state.subnet(1).unwrap();
+    assert!(s.weights_epoch(l.state.height()) > c1.reveal_epoch);
+    assert!(s.neurons[2].incentive_u16 > 0, "{:?}", s.neurons);
+    l.check_supply();
+}
+
+#[test]
+fn several_registrations_in_one_block_each_pay_the_bumped_price() {
+    // The chain has no per-block or per-interval registration cap on subnets since 89aedf6df
+    // (March 2026); each registration raises the burn at once for the next.
+    let a = key(1);
+    let mut l = Ledger::new(genesis(
+        &[(1, 1000 * TOKEN)],
+        vec![GenesisSubnet {
+            owner: a.public(),
+            hyperparameters: Hyperparameters::default(),
+        }],
+    ));
+    let hotkeys: Vec<SecretKey> = (10..14).map(key).collect();
+    for h in &hotkeys {
+        l.associate(&a, h);
+    }
+    let balance = l.state.balance(&a.public());
+    let txs: Vec<_> = hotkeys
+        .iter()
+        .map(|h| {
+            l.tx(
+                &a,
+                Call::Register {
+                    netuid: 1,
+                    hotkey: h.public(),
+                },
+            )
+        })
+        .collect();
+    // The price this block charges first: the current one after this block's decay.
+    let mut probe = l.state.clone();
+    probe.apply_block(l.state.height() + 1, &[]).unwrap();
+    let mut price = probe.subnet(1).unwrap().burn;
+    assert!(l.block(&txs).iter().all(Result::is_ok));
+    let mut paid = 0;
+    for _ in &hotkeys {
+        paid += price;
+        price = price * 1260 / 1000;
+    }
+    assert_eq!(balance - l.state.balance(&a.public()), paid);
+    assert_eq!(l.state.subnet(1).unwrap().burn, price);
+    assert_eq!(l.state.subnet(1).unwrap().neurons.len(), 4);
+    l.check_supply();
 }
 
 #[test]

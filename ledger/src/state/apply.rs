@@ -559,6 +559,9 @@ impl LedgerState {
         Ok(())
     }
 
+    /// `do_commit_weights`: registered hotkey, commit-reveal on, rate limit; then the expired
+    /// commits at the front of the hotkey's queue are purged and the commit is refused if
+    /// [`super::MAX_UNREVEALED_COMMITS`] remain; else it is queued with its block and reveal epoch.
     fn commit_weights(
         &mut self,
         hotkey: &PublicKey,
@@ -571,19 +574,31 @@ impl LedgerState {
         }
         self.check_rate_limit(subnet, uid)?;
         let height = self.height;
-        let reveal_epoch = subnet
-            .epoch_index(height)
-            .saturating_add(subnet.hyperparameters.reveal_period_epochs);
-        let n = self.neuron_mut(netuid, uid)?;
-        n.commit = Some(WeightCommit {
+        let now = subnet.weights_epoch(height);
+        let (_, live) = split_expired(subnet.weight_commits(hotkey), now);
+        if live.len() >= super::MAX_UNREVEALED_COMMITS {
+            return Err(TxError::TooManyUnrevealedCommits(netuid));
+        }
+        let mut queue = live.to_vec();
+        queue.push(WeightCommit {
             hash,
             block: height,
-            reveal_epoch,
+            reveal_epoch: now.saturating_add(subnet.hyperparameters.reveal_period_epochs),
         });
+        let subnet = self
+            .subnets
+            .get_mut(&netuid)
+            .ok_or(TxError::UnknownSubnet(netuid))?;
+        subnet.weight_commits.insert(*hotkey, queue);
+        let n = self.neuron_mut(netuid, uid)?;
         n.last_weights_tx = Some(height);
         Ok(())
     }
 
+    /// `do_reveal_weights`: purge the expired commits at the front of the queue, find the commit
+    /// by hash among the rest, require its reveal epoch to be now, then drop it *and every older
+    /// commit* from the queue and store the weights. A hash that matches only an expired commit is
+    /// [`TxError::RevealTooLate`]. Reveals are not rate-limited (the commit was).
     fn reveal_weights(
         &mut self,
         hotkey: &PublicKey,
@@ -596,32 +611,62 @@ impl LedgerState {
             return Err(TxError::SaltTooLong(salt.len()));
         }
         let (subnet, uid) = self.weights_subnet(hotkey, netuid)?;
-        let commit = subnet
-            .neurons
-            .get(usize::from(uid))
-            .and_then(|n| n.commit.as_ref())
-            .ok_or(TxError::NoCommit(netuid))?;
+        if !subnet.hyperparameters.commit_reveal_enabled {
+            return Err(TxError::CommitRevealDisabled(netuid));
+        }
+        let now = subnet.weights_epoch(self.height);
+        let (expired, live) = split_expired(subnet.weight_commits(hotkey), now);
         let hash = super::weights_commit_hash(hotkey, netuid, uids, weights, salt)
             .map_err(|e| TxError::Malformed(e.to_string()))?;
-        if hash != commit.hash {
-            return Err(TxError::CommitMismatch);
-        }
-        let now = subnet.epoch_index(self.height);
-        let reveal_epoch = commit.reveal_epoch;
-        if now < reveal_epoch {
+        let Some(position) = live.iter().position(|c| c.hash == hash) else {
+            if let Some(old) = expired.iter().rev().find(|c| c.hash == hash) {
+                return Err(TxError::RevealTooLate {
+                    reveal_epoch: old.reveal_epoch,
+                    now,
+                });
+            }
+            return Err(if live.is_empty() {
+                TxError::NoCommit(netuid)
+            } else {
+                TxError::CommitMismatch
+            });
+        };
+        let reveal_epoch = live[position].reveal_epoch;
+        if now != reveal_epoch {
+            // Live commits have `now <= reveal_epoch`, so this one is early.
             return Err(TxError::RevealTooEarly { reveal_epoch, now });
         }
-        if now > reveal_epoch {
-            return Err(TxError::RevealTooLate { reveal_epoch, now });
-        }
         let row = weight_row(subnet.neurons.len(), uids, weights)?;
+        let rest = live[position + 1..].to_vec();
         let height = self.height;
+        let subnet = self
+            .subnets
+            .get_mut(&netuid)
+            .ok_or(TxError::UnknownSubnet(netuid))?;
+        if rest.is_empty() {
+            subnet.weight_commits.remove(hotkey);
+        } else {
+            subnet.weight_commits.insert(*hotkey, rest);
+        }
         let n = self.neuron_mut(netuid, uid)?;
         n.weights = row;
         n.last_update = height;
-        n.commit = None;
         Ok(())
     }
+}
+
+/// Splits a commit queue (oldest first) into its expired front and the live rest at epoch `now`:
+/// a commit has expired once `now` is past its reveal epoch (the chain's `is_commit_expired`).
+/// Reveal epochs never decrease along a queue, so the expired commits are always a prefix.
+pub(super) fn split_expired(
+    queue: &[WeightCommit],
+    now: u64,
+) -> (&[WeightCommit], &[WeightCommit]) {
+    let live_from = queue
+        .iter()
+        .position(|c| c.reveal_epoch >= now)
+        .unwrap_or(queue.len());
+    queue.split_at(live_from)
 }
 
 impl Subnet {
@@ -647,11 +692,13 @@ impl Subnet {
             epochs: 0,
             neurons: Vec::new(),
             uids: BTreeMap::new(),
+            weight_commits: BTreeMap::new(),
         }
     }
 
     /// `replace_neuron` (spec 4): the newcomer takes the uid with nothing of its predecessor's
-    /// (weights, bonds, commit, permit, results), and every other weight on the uid drops to 0.
+    /// (weights, bonds, permit, results), and every other weight on the uid drops to 0. The
+    /// predecessor's weight commits stay keyed by its hotkey, as on the chain, until they expire.
     fn replace_neuron(&mut self, uid: u16, hotkey: PublicKey, height: u64) {
         let Some(slot) = self.neurons.get_mut(usize::from(uid)) else {
             return;

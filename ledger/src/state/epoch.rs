@@ -8,7 +8,7 @@
 //! free balance.
 
 use super::LedgerState;
-use super::apply::mul_div;
+use super::apply::{mul_div, split_expired};
 use crate::consensus::{self, EpochInput, EpochOutput, EpochParams, EpochState};
 use crate::emission::{self, TOTAL_SUPPLY};
 use agora_protocols::PublicKey;
@@ -109,6 +109,43 @@ impl LedgerState {
         }
     }
 
+    /// The weight rows as the epoch reads them: each neuron's stored row, less the entries the
+    /// chain's commit-reveal mask drops (spec 2.3 step 5, `epoch/run_epoch.rs`). With commit-reveal
+    /// on, validator `i`'s *live commit block* is the block of the oldest commit in its queue that
+    /// has not expired at this epoch (the epoch that runs now counts, as on the chain, where the
+    /// epoch counter is advanced before the epoch reads the queues); `W[i][j]` is dropped when that
+    /// block is earlier than `j`'s registration block, so a validator holding a commit made before
+    /// `j` registered gives `j` nothing until the commit is revealed or expires. The chain applies
+    /// the mask after its other masks and before row normalisation; all of them only remove
+    /// entries, so removing these before [`consensus::run_epoch`] is the same computation.
+    fn epoch_weights(&self, s: &super::Subnet) -> Vec<Vec<(u64, u16)>> {
+        let row = |r: &[(u16, u16)]| -> Vec<(u64, u16)> {
+            r.iter().map(|(u, v)| (u64::from(*u), *v)).collect()
+        };
+        if !s.hyperparameters.commit_reveal_enabled {
+            return s.neurons.iter().map(|n| row(&n.weights)).collect();
+        }
+        let now = s.weights_epoch(self.height);
+        let registered: Vec<u64> = s.neurons.iter().map(|n| n.registered_at).collect();
+        s.neurons
+            .iter()
+            .map(|n| {
+                let (_, live) = split_expired(s.weight_commits(&n.hotkey), now);
+                let Some(commit_block) = live.first().map(|c| c.block) else {
+                    return row(&n.weights);
+                };
+                n.weights
+                    .iter()
+                    .filter(|(j, _)| {
+                        let reg = registered.get(usize::from(*j)).copied().unwrap_or(0);
+                        commit_block >= reg
+                    })
+                    .map(|(u, v)| (u64::from(*u), *v))
+                    .collect()
+            })
+            .collect()
+    }
+
     fn epoch_input(&self, netuid: u16) -> Option<EpochInput> {
         let s = self.subnets.get(&netuid)?;
         let h = &s.hyperparameters;
@@ -145,7 +182,7 @@ impl LedgerState {
                 block_at_registration: s.neurons.iter().map(|n| n.registered_at).collect(),
                 last_update: s.neurons.iter().map(|n| n.last_update).collect(),
                 validator_permit: s.neurons.iter().map(|n| n.validator_permit).collect(),
-                weights: s.neurons.iter().map(|n| row(&n.weights)).collect(),
+                weights: self.epoch_weights(s),
                 bonds: s.neurons.iter().map(|n| row(&n.bonds)).collect(),
             },
         })
@@ -217,6 +254,7 @@ impl LedgerState {
         };
         s.last_epoch_block = height;
         s.epochs = s.epochs.saturating_add(1);
+        s.drop_dead_commits(height);
         let (Some(out), Some(credits), Some(paid)) = (output, credits, paid) else {
             return;
         };
@@ -255,5 +293,20 @@ impl LedgerState {
         if let Some(s) = self.subnets.get_mut(&netuid) {
             s.pending_owner_cut = 0;
         }
+    }
+}
+
+impl super::Subnet {
+    /// Drops the commit queues of hotkeys no longer registered on the subnet once every commit in
+    /// them has expired. Such a commit can never be revealed or count in the mask, so this only
+    /// keeps the map bounded (the chain leaves them in storage); registered hotkeys keep their
+    /// expired commits until their next commit or reveal purges them, as on the chain, so a late
+    /// reveal still gets [`super::TxError::RevealTooLate`].
+    fn drop_dead_commits(&mut self, height: u64) {
+        let now = self.weights_epoch(height);
+        let uids = &self.uids;
+        self.weight_commits.retain(|hotkey, queue| {
+            uids.contains_key(hotkey) || !split_expired(queue, now).1.is_empty()
+        });
     }
 }

@@ -49,14 +49,22 @@ pub struct HotkeyInfo {
     pub take_changed_at: u64,
 }
 
-/// A pending weight commit.
+/// Most unrevealed weight commits one hotkey may hold on one subnet (the chain's hard-coded 10 in
+/// `subnets/weights.rs::internal_commit_weights`, error `TooManyUnrevealedCommits`). Expired
+/// commits do not count: they are purged before the check.
+pub const MAX_UNREVEALED_COMMITS: usize = 10;
+
+/// One unrevealed weight commit: an entry of the chain's `WeightCommits` queue, which holds
+/// `(hash, commit_epoch, commit_block)`; the reveal epoch is `commit_epoch + reveal_period_epochs`
+/// (stored here already added, since an Agora subnet's hyperparameters never change).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WeightCommit {
     /// blake3 of (hotkey, netuid, uids, weights, salt).
     pub hash: [u8; 32],
-    /// Block the commit was made.
+    /// Block the commit was made: the anti-sniping mask compares it with registration blocks.
     pub block: u64,
-    /// The only epoch index in which it may be revealed.
+    /// The only epoch ([`Subnet::weights_epoch`]) in which it may be revealed; after it, the
+    /// commit has expired.
     pub reveal_epoch: u64,
 }
 
@@ -77,8 +85,6 @@ pub struct Neuron {
     pub weights: Vec<(u16, u16)>,
     /// Bond row from the last epoch.
     pub bonds: Vec<(u16, u16)>,
-    /// Pending commit, if any.
-    pub commit: Option<WeightCommit>,
     /// Validator permit from the last epoch.
     pub validator_permit: bool,
     /// Set weights within the activity cutoff at the last epoch.
@@ -107,7 +113,6 @@ impl Neuron {
             last_weights_tx: None,
             weights: Vec::new(),
             bonds: Vec::new(),
-            commit: None,
             validator_permit: false,
             active: false,
             consensus_u16: 0,
@@ -147,10 +152,18 @@ pub struct Subnet {
     pub neurons: Vec<Neuron>,
     /// UID of each registered hotkey.
     pub uids: BTreeMap<PublicKey, u16>,
+    /// Unrevealed weight commits per hotkey, oldest first, at most [`MAX_UNREVEALED_COMMITS`]
+    /// live ones each; no empty entries. Keyed by hotkey, not uid, as the chain's
+    /// `WeightCommits[(netuid, hotkey)]`: a pruned hotkey's commits stay until they expire (and may
+    /// still be revealed if it registers again in time); the epoch drops the queues of
+    /// unregistered hotkeys once every commit in them has expired, which keeps the map bounded.
+    pub weight_commits: BTreeMap<PublicKey, Vec<WeightCommit>>,
 }
 
 impl Subnet {
-    /// The chain's epoch index of `block` for this subnet: `(block + netuid + 1) / (tempo + 1)`.
+    /// The epoch index of `block` for this subnet, the chain's legacy modulo formula
+    /// `(block + netuid + 1) / (tempo + 1)`: it advances on the block *after* an epoch block.
+    /// Anchoring windows count epochs with it; weight commits use [`Self::weights_epoch`].
     pub fn epoch_index(&self, block: u64) -> u64 {
         let tempo = u64::from(self.hyperparameters.tempo);
         block.saturating_add(u64::from(self.netuid) + 1) / (tempo + 1)
@@ -161,6 +174,21 @@ impl Subnet {
     pub fn is_epoch_block(&self, block: u64) -> bool {
         let tempo = u64::from(self.hyperparameters.tempo);
         block.saturating_add(u64::from(self.netuid) + 1) % (tempo + 1) == tempo
+    }
+
+    /// The epoch a weight commit or reveal made in `block` belongs to: the chain's
+    /// `current_epoch_with_lookahead` (`subnets/weights.rs`), which counts the epochs run so far,
+    /// the one run at the start of `block` included (epochs run before a block's transactions,
+    /// here as on the chain). That is [`Self::epoch_index`] of the *next* block: the two differ
+    /// only on an epoch block, where a transaction already belongs to the new epoch.
+    pub fn weights_epoch(&self, block: u64) -> u64 {
+        self.epoch_index(block.saturating_add(1))
+    }
+
+    /// The unrevealed commits of `hotkey`, oldest first (expired ones included until the hotkey's
+    /// next commit or reveal purges them, as on the chain).
+    pub fn weight_commits(&self, hotkey: &PublicKey) -> &[WeightCommit] {
+        self.weight_commits.get(hotkey).map_or(&[], Vec::as_slice)
     }
 
     /// The neuron of `hotkey`, if registered.

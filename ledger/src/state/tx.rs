@@ -120,14 +120,19 @@ pub enum Call {
         /// Weight per uid (any scale; stored max-upscaled to 65535).
         weights: Vec<u16>,
     },
-    /// Hotkey: commit to weights by hash ([`weights_commit_hash`]), revealed later.
+    /// Hotkey: commit to weights by hash ([`weights_commit_hash`]), revealed later. Commits queue
+    /// per (subnet, hotkey), at most [`super::MAX_UNREVEALED_COMMITS`] unrevealed ones (expired
+    /// ones are purged first); each is revealed in the epoch `reveal_period_epochs` after its own
+    /// ([`super::Subnet::weights_epoch`]), as on the chain (`do_commit_weights`).
     CommitWeights {
         /// The subnet.
         netuid: u16,
         /// blake3 of the canonical (hotkey, netuid, uids, weights, salt).
         commit_hash: [u8; 32],
     },
-    /// Hotkey: reveal the committed weights; they then count like [`Call::SetWeights`].
+    /// Hotkey: reveal committed weights; they then count like [`Call::SetWeights`]. The commit is
+    /// found in the queue by its hash, and revealing it also discards every older commit still
+    /// queued, as the chain's `do_reveal_weights` does.
     RevealWeights {
         /// The subnet.
         netuid: u16,
@@ -346,13 +351,15 @@ pub enum TxError {
         /// First block allowed.
         next: u64,
     },
-    /// A reveal with no pending commit.
+    /// A reveal while the hotkey has no unexpired commit on the subnet (the chain's
+    /// `NoWeightsCommitFound`).
     #[error("no pending weight commit on subnet {0}")]
     NoCommit(u16),
-    /// A reveal whose hash does not match the commit (wrong weights or salt).
-    #[error("the revealed weights and salt do not match the commit")]
+    /// A reveal whose hash matches none of the hotkey's unexpired commits: wrong weights or salt
+    /// (the chain's `InvalidRevealCommitHashNotMatch`).
+    #[error("the revealed weights and salt match none of the pending commits")]
     CommitMismatch,
-    /// A reveal before its reveal epoch.
+    /// A reveal before its commit's reveal epoch.
     #[error("reveal too early: allowed in epoch {reveal_epoch}, now epoch {now}")]
     RevealTooEarly {
         /// The epoch the reveal belongs to.
@@ -360,7 +367,8 @@ pub enum TxError {
         /// The current epoch.
         now: u64,
     },
-    /// A reveal after its reveal epoch: the commit has expired.
+    /// A reveal of a commit whose reveal epoch has passed: it has expired (the chain's
+    /// `ExpiredWeightCommit`).
     #[error("reveal too late: allowed in epoch {reveal_epoch}, now epoch {now}")]
     RevealTooLate {
         /// The epoch the reveal belonged to.
@@ -371,4 +379,11 @@ pub enum TxError {
     /// A salt longer than [`MAX_SALT_LEN`].
     #[error("salt of {0} bytes is over the {MAX_SALT_LEN}-byte limit")]
     SaltTooLong(usize),
+    /// A commit while the hotkey already holds [`super::MAX_UNREVEALED_COMMITS`] unexpired
+    /// commits on the subnet: reveal (or let expire) some first.
+    #[error(
+        "already {max} unrevealed weight commits on subnet {0}: reveal or let some expire first",
+        max = super::MAX_UNREVEALED_COMMITS
+    )]
+    TooManyUnrevealedCommits(u16),
 }

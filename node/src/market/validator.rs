@@ -338,7 +338,7 @@ impl CommitStore {
 pub struct ChainView {
     /// Height of the next block.
     pub height: u64,
-    /// Its epoch index on the subnet.
+    /// The epoch a weight transaction in it belongs to (`Subnet::weights_epoch`).
     pub epoch: u64,
     /// Our uid.
     pub uid: u16,
@@ -350,7 +350,8 @@ pub struct ChainView {
     pub tempo: u64,
     /// Block of our last weights or commit transaction.
     pub last_weights_tx: Option<u64>,
-    /// Our live commit on the ledger: hash (hex) and reveal epoch.
+    /// Our newest commit on the ledger (the queue's last; this validator keeps one pending at a
+    /// time): hash (hex) and reveal epoch.
     pub commit: Option<(String, u64)>,
 }
 
@@ -364,15 +365,15 @@ impl ChainView {
         let hyper = &subnet.hyperparameters;
         Some(Self {
             height,
-            epoch: subnet.epoch_index(height),
+            epoch: subnet.weights_epoch(height),
             uid: neuron.uid,
             commit_reveal: hyper.commit_reveal_enabled,
             rate_limit: hyper.weights_set_rate_limit,
             tempo: u64::from(hyper.tempo),
             last_weights_tx: neuron.last_weights_tx,
-            commit: neuron
-                .commit
-                .as_ref()
+            commit: subnet
+                .weight_commits(hotkey)
+                .last()
                 .map(|c| (hex::encode(c.hash), c.reveal_epoch)),
         })
     }
