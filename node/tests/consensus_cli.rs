@@ -10,6 +10,8 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 const SAMPLES: &str = include_str!("../../ledger/tests/data/yuma_samples.json");
+/// Further cases from the chain's `tests/epoch.rs` (see `ledger/tests/chain_cases.rs`).
+const CHAIN_CASES: &str = include_str!("../../ledger/tests/data/chain_cases.json");
 
 fn agora_epoch(stdin: &[u8]) -> std::io::Result<Output> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
@@ -60,6 +62,26 @@ fn sample_cases_replayed_through_the_command_meet_their_expectations() {
     }
     assert!(cases.len() >= 3, "expected several sample cases");
     assert!(failed.is_empty(), "failing cases:\n{}", failed.join("\n"));
+}
+
+#[test]
+fn chain_cases_replayed_through_the_command_meet_their_expectations() {
+    let summary = samples::replay_file(CHAIN_CASES, |input| {
+        run_through_binary(&serde_json::to_value(input).map_err(|e| e.to_string())?)
+    })
+    .expect("chain case file is well formed");
+    for r in &summary.cases {
+        eprintln!("{} epochs {} checks {}", r.id, r.epochs, r.checks);
+    }
+    for (id, why) in &summary.known_failures {
+        eprintln!("KNOWN FAILURE (not failing the test): {id}: {why}");
+    }
+    assert!(summary.cases.len() >= 8, "expected many chain cases");
+    assert!(
+        summary.problems.is_empty(),
+        "chain cases:\n{}",
+        summary.problems.join("\n")
+    );
 }
 
 /// A small valid input: uid 0 validates, uids 1 and 2 mine.

@@ -8,6 +8,11 @@
 //!
 //! Anything the replay does not understand (an unknown epoch field or expectation) is reported as
 //! a failure rather than skipped, so a new kind of expectation can never pass silently.
+//!
+//! Besides exact values, an epoch may list `relations`: orderings a chain test asserts without
+//! fixing the numbers (`bond[0][2]` grew since an earlier epoch, two emissions are equal, a sum is
+//! within a tolerance). A case may carry `known_failure` (see [`known_failure`]) so that a test
+//! can replay it, report it, and keep going while the cause is fixed.
 
 use super::types::{EpochInput, EpochOutput, EpochParams, EpochState, SparseRow};
 use serde_json::{Map, Value};
@@ -51,6 +56,54 @@ impl CaseReport {
     pub fn passed(&self) -> bool {
         self.failures.is_empty() && self.checks > 0
     }
+}
+
+/// The `known_failure` reason of a case, if it is marked as one: a case the implementation is known
+/// not to meet yet. Callers still replay it, report it loudly, and should insist that it still
+/// fails, so that the mark is removed as soon as the cause is fixed.
+pub fn known_failure(case: &Value) -> Option<&str> {
+    case.get("known_failure").and_then(Value::as_str)
+}
+
+/// Outcome of replaying every case of a file (see [`replay_file`]).
+#[derive(Debug, Default, Clone)]
+pub struct FileReport {
+    /// One report per case, in file order.
+    pub cases: Vec<CaseReport>,
+    /// Cases marked `known_failure` that did fail: `(id, reason)`.
+    pub known_failures: Vec<(String, String)>,
+    /// What must fail a test: cases that failed unmarked, and marked cases that now pass.
+    pub problems: Vec<String>,
+}
+
+/// Replays every case of a sample file through `run`, one [`replay_case`] each, and sorts the
+/// outcomes: a case marked `known_failure` is expected to fail (and reported in
+/// [`FileReport::known_failures`]); if it passes, that is a problem too, so the mark is removed.
+pub fn replay_file<F>(file: &str, mut run: F) -> Result<FileReport, SampleError>
+where
+    F: FnMut(&EpochInput) -> Result<EpochOutput, String>,
+{
+    let mut summary = FileReport::default();
+    for case in cases(file)? {
+        let report = replay_case(&case, &mut run)?;
+        match (known_failure(&case), report.passed()) {
+            (None, true) => {}
+            (None, false) => summary.problems.push(format!(
+                "{}:\n  {}",
+                report.id,
+                report.failures.join("\n  ")
+            )),
+            (Some(why), false) => summary
+                .known_failures
+                .push((report.id.clone(), why.to_owned())),
+            (Some(why), true) => summary.problems.push(format!(
+                "{}: marked known_failure ({why}) but now passes: remove the mark",
+                report.id
+            )),
+        }
+        summary.cases.push(report);
+    }
+    Ok(summary)
 }
 
 /// The cases of a sample file, as JSON values.
@@ -133,6 +186,8 @@ where
         id: id.clone(),
         ..CaseReport::default()
     };
+    // Outputs so far: `relations` may compare with an earlier epoch (`...@epoch`).
+    let mut history: Vec<EpochOutput> = Vec::with_capacity(epochs.len());
     for (e, epoch) in epochs.iter().enumerate() {
         let Some(obj) = epoch.as_object() else {
             return Err(shape(&id, format!("epoch {e} is not an object")));
@@ -175,7 +230,7 @@ where
         };
         report.epochs += 1;
         if let Some(expect) = epoch.get("expect") {
-            check(expect, &out, e, &mut report);
+            check(expect, &out, &history, e, &mut report);
         }
         state.bonds = out
             .bonds
@@ -183,6 +238,7 @@ where
             .map(|row| row.iter().map(|&(j, v)| (u64::from(j), v)).collect())
             .collect();
         state.validator_permit = out.validator_permit.clone();
+        history.push(out);
     }
     Ok(report)
 }
@@ -295,7 +351,13 @@ fn check_map(
     checks
 }
 
-fn check(expect: &Value, out: &EpochOutput, epoch: usize, report: &mut CaseReport) {
+fn check(
+    expect: &Value,
+    out: &EpochOutput,
+    history: &[EpochOutput],
+    epoch: usize,
+    report: &mut CaseReport,
+) {
     let Some(map) = expect.as_object() else {
         report
             .failures
@@ -347,6 +409,8 @@ fn check(expect: &Value, out: &EpochOutput, epoch: usize, report: &mut CaseRepor
             check_map(key, want, epoch, get, &mut report.failures)
         } else if key == "dividends_approx" {
             check_approx(want, &out.dividends_u16, epoch, &mut report.failures)
+        } else if key == "relations" {
+            check_relations(want, out, history, epoch, &mut report.failures)
         } else {
             report.failures.push(format!(
                 "epoch {epoch}: unknown expectation {key}, not checked"
@@ -355,6 +419,125 @@ fn check(expect: &Value, out: &EpochOutput, epoch: usize, report: &mut CaseRepor
         };
         report.checks += checks;
     }
+}
+
+/// One value of an output by reference: `field[uid]` or `bonds_u16[i,j]`, from `out`, or from an
+/// earlier epoch's output with a suffix `@epoch`. Booleans read as 0/1.
+fn lookup(reference: &str, out: &EpochOutput, history: &[EpochOutput]) -> Result<i128, String> {
+    let (body, source) = match reference.split_once('@') {
+        None => (reference, out),
+        Some((body, at)) => {
+            let at: usize = at
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad epoch in reference {reference:?}"))?;
+            let earlier = history
+                .get(at)
+                .ok_or_else(|| format!("{reference:?}: epoch {at} has not run yet"))?;
+            (body, earlier)
+        }
+    };
+    let (key, index) = body
+        .trim()
+        .strip_suffix(']')
+        .and_then(|b| b.split_once('['))
+        .ok_or_else(|| format!("bad reference {reference:?}: want field[index]"))?;
+    let missing = || format!("{reference:?} does not exist");
+    if key == "bonds_u16" {
+        let (i, j) = index.split_once(',').ok_or_else(missing)?;
+        let (i, j) = (
+            i.trim().parse::<usize>().map_err(|_| missing())?,
+            j.trim().parse::<u64>().map_err(|_| missing())?,
+        );
+        if i >= source.bonds.len() {
+            return Err(missing());
+        }
+        return Ok(bond_at(source, i, j).into());
+    }
+    let i: usize = index.trim().parse().map_err(|_| missing())?;
+    if let Some(v) = u16_vec(source, key) {
+        v.get(i).map(|&x| x.into()).ok_or_else(missing)
+    } else if let Some(v) = u64_vec(source, key) {
+        v.get(i).map(|&x| x.into()).ok_or_else(missing)
+    } else if let Some(v) = bool_vec(source, key) {
+        v.get(i).map(|&x| i128::from(x)).ok_or_else(missing)
+    } else {
+        Err(format!("unknown field in reference {reference:?}"))
+    }
+}
+
+/// A side of a relation: an integer, a reference, or a list of references that is summed.
+fn operand(v: &Value, out: &EpochOutput, history: &[EpochOutput]) -> Result<i128, String> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .map(i128::from)
+            .or_else(|| n.as_i64().map(i128::from))
+            .ok_or_else(|| format!("relation operand {n} is not an integer")),
+        Value::String(r) => lookup(r, out, history),
+        Value::Array(refs) => refs.iter().try_fold(0i128, |sum, r| {
+            Ok(sum.saturating_add(operand(r, out, history)?))
+        }),
+        other => Err(format!(
+            "relation operand {other} is not a number or reference"
+        )),
+    }
+}
+
+/// `[{"lhs": .., "op": "<"|"<="|"=="|"!="|">="|">", "rhs": .., "abs_tol": n?}, ...]`; `abs_tol` only
+/// with `==` (|lhs − rhs| <= abs_tol).
+fn check_relations(
+    want: &Value,
+    out: &EpochOutput,
+    history: &[EpochOutput],
+    epoch: usize,
+    sink: &mut Vec<String>,
+) -> usize {
+    let Some(list) = want.as_array() else {
+        sink.push(format!("epoch {epoch}: relations is not an array"));
+        return 0;
+    };
+    for rel in list {
+        let sides = rel
+            .get("lhs")
+            .zip(rel.get("rhs"))
+            .ok_or_else(|| "needs lhs and rhs".to_owned())
+            .and_then(|(l, r)| Ok((operand(l, out, history)?, operand(r, out, history)?)));
+        let (lhs, rhs) = match sides {
+            Ok(sides) => sides,
+            Err(e) => {
+                sink.push(format!("epoch {epoch}: relation {rel}: {e}"));
+                continue;
+            }
+        };
+        let tol = rel.get("abs_tol").and_then(Value::as_u64).map(u128::from);
+        let op = rel.get("op").and_then(Value::as_str).unwrap_or("");
+        let holds = match (op, tol) {
+            ("==", Some(tol)) => lhs.abs_diff(rhs) <= tol,
+            (_, Some(_)) => {
+                sink.push(format!(
+                    "epoch {epoch}: relation {rel}: abs_tol needs op =="
+                ));
+                continue;
+            }
+            ("==", None) => lhs == rhs,
+            ("!=", None) => lhs != rhs,
+            ("<", None) => lhs < rhs,
+            ("<=", None) => lhs <= rhs,
+            (">", None) => lhs > rhs,
+            (">=", None) => lhs >= rhs,
+            _ => {
+                sink.push(format!("epoch {epoch}: relation {rel}: unknown op {op:?}"));
+                continue;
+            }
+        };
+        if !holds {
+            sink.push(format!(
+                "epoch {epoch}: relation {rel} does not hold: lhs = {lhs}, rhs = {rhs}"
+            ));
+        }
+    }
+    list.len()
 }
 
 /// `|got − want| <= tol`, false when either is NaN.
