@@ -1167,6 +1167,66 @@ fn a_live_commit_older_than_a_registration_masks_the_weight_on_it() {
 }
 
 #[test]
+fn a_pruned_hotkeys_commits_stay_until_they_expire() {
+    let (a, m) = (key(1), key(2));
+    let mut l = Ledger::new(genesis(
+        &[(1, 100_000 * TOKEN), (2, 100_000 * TOKEN)],
+        vec![GenesisSubnet {
+            owner: a.public(),
+            hyperparameters: commit_reveal_subnet(20),
+        }],
+    ));
+    register_many(&mut l, &a, 1, 100, 1);
+    let miners = register_many(&mut l, &m, 1, 101, 63);
+    l.idle(11);
+    idle_until_epoch_block(&mut l, 1);
+    l.idle(1);
+    let txs: Vec<_> = miners
+        .iter()
+        .map(|h| {
+            let hash = weights_commit_hash(&h.public(), 1, &[0], &[1], b"s").unwrap();
+            l.tx(
+                h,
+                Call::CommitWeights {
+                    netuid: 1,
+                    commit_hash: hash,
+                },
+            )
+        })
+        .collect();
+    assert!(l.block(&txs).iter().all(Result::is_ok));
+    register_many(&mut l, &m, 1, 200, 1);
+    let s = l.state.subnet(1).unwrap();
+    let pruned: Vec<&SecretKey> = miners
+        .iter()
+        .filter(|h| s.neuron(&h.public()).is_none())
+        .collect();
+    assert_eq!(pruned.len(), 1);
+    let gone = pruned[0].public();
+    let reveal_epoch = s.weight_commits(&gone)[0].reveal_epoch;
+    assert_eq!(
+        s.weight_commits.len(),
+        63,
+        "kept by hotkey, as on the chain"
+    );
+    // The epoch closing the commit's epoch keeps it (still live); the one after, when it has
+    // expired, drops the pruned hotkey's queue, while registered hotkeys keep theirs until their
+    // next commit or reveal.
+    idle_until_epoch_block(&mut l, 1);
+    l.idle(1);
+    let s = l.state.subnet(1).unwrap();
+    assert_eq!(s.weights_epoch(l.state.height()), reveal_epoch);
+    assert_eq!(s.weight_commits(&gone).len(), 1);
+    idle_until_epoch_block(&mut l, 1);
+    l.idle(1);
+    let s = l.state.subnet(1).unwrap();
+    assert!(s.weights_epoch(l.state.height()) > reveal_epoch);
+    assert!(s.weight_commits(&gone).is_empty());
+    assert_eq!(s.weight_commits.len(), 62);
+    l.check_supply();
+}
+
+#[test]
 fn several_registrations_in_one_block_each_pay_the_bumped_price() {
     // The chain has no per-block or per-interval registration cap on subnets since 89aedf6df
     // (March 2026); each registration raises the burn at once for the next.

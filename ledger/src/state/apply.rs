@@ -414,6 +414,8 @@ impl LedgerState {
         Ok(())
     }
 
+    /// `do_register`: pays the current burn, takes a free uid or prunes one, then raises the burn
+    /// for the next registration. No count limit per block or interval, as on the chain today.
     fn register(
         &mut self,
         coldkey: &PublicKey,

@@ -51,8 +51,8 @@ pub struct Hyperparameters {
     pub alpha_sigmoid_steepness: i16,
     /// Weights go through commit then reveal (chain default: on).
     pub commit_reveal_enabled: bool,
-    /// A commit made in epoch `e` is revealed in epoch `e + reveal_period_epochs`
-    /// (`RevealPeriodEpochs`, 1).
+    /// A commit made in epoch `e` is revealed in epoch `e + reveal_period_epochs` and expires
+    /// after it (`RevealPeriodEpochs`, 1; epochs as `Subnet::weights_epoch` counts them).
     pub reveal_period_epochs: u64,
     /// Blocks between two weight sets or commits of one hotkey (`WeightsSetRateLimit`, 100).
     pub weights_set_rate_limit: u64,
@@ -62,7 +62,11 @@ pub struct Hyperparameters {
     pub max_burn: u64,
     /// Blocks for the burn price to halve (`BurnHalfLife`, 360).
     pub burn_half_life: u16,
-    /// Burn price multiplier per registration, milli (`BurnIncreaseMult` 1.26 → 1260).
+    /// Burn price multiplier per registration, milli (`BurnIncreaseMult` 1.26 → 1260), applied at
+    /// once, so the next registration in the same block pays the raised price. This is the only
+    /// brake on registrations: the chain dropped its `MaxRegistrationsPerBlock` and per-interval
+    /// caps on subnets (`registration.rs::do_register`, commit 89aedf6df, March 2026), so there is
+    /// no registration-count hyperparameter.
     pub burn_increase_mult_milli: u32,
     /// How many of the owner's earliest registered hotkeys are never pruned
     /// (`ImmuneOwnerUidsLimit`, 1, at most 10).
