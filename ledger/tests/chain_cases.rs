@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Replays `tests/data/chain_cases.json` through the library: further cases transcribed from
-//! subtensor's `pallets/subtensor/src/tests/epoch.rs` (the file names the commit), beyond the
-//! spec's four samples, each with exactly the assertions of its Rust test.
+//! subtensor's `pallets/subtensor/src/tests/epoch.rs` and `epoch_logs.rs` (the file names the
+//! commit), beyond the spec's four samples, each with exactly the assertions of its Rust test.
 //!
 //! Reviewers may replay any case of the chain's tests; these are the ones the epoch interface
 //! can express (the file lists the skipped tests and why). A case marked `known_failure` is
