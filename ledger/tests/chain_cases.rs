@@ -18,7 +18,7 @@ fn every_chain_case_meets_its_expectations() {
     assert!(summary.cases.len() >= 8, "expected many chain cases");
     for r in &summary.cases {
         eprintln!(
-            "{:<64} epochs {:>2} checks {:>4} failures {:>2} info {:>3} (differing {})",
+            "{:<72} epochs {:>2} checks {:>4} failures {:>2} info {:>3} (differing {})",
             r.id,
             r.epochs,
             r.checks,
@@ -110,4 +110,23 @@ fn relations_refer_to_earlier_epochs_and_reject_bad_references() {
     bad["epochs"][2]["expect"]["relations"][1]["rhs"] = "rank[0]".into();
     let report = replay(&bad);
     assert_eq!(report.failures.len(), 2, "{:?}", report.failures);
+}
+
+#[test]
+fn bonds_rows_compare_whole_rows() {
+    let case = samples::cases(CASES)
+        .expect("chain case file parses")
+        .into_iter()
+        .find(|c| c["id"] == "epoch_with_mechanisms_updates_bonds[mechanism=1]")
+        .expect("case present");
+    let replay = |case: &serde_json::Value| {
+        samples::replay_case(case, |input| run_epoch(input).map_err(|e| e.to_string()))
+            .expect("well formed")
+    };
+    assert!(replay(&case).passed());
+    // An explicit zero entry is not an empty row (bonds_u16 would read both as 0).
+    let mut zero_entry = case;
+    zero_entry["epochs"][0]["expect"]["bonds_rows"]["0"] = serde_json::json!([[1, 0]]);
+    let report = replay(&zero_entry);
+    assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
 }

@@ -9,9 +9,10 @@
 //! Anything the replay does not understand (an unknown epoch field or expectation) is reported as
 //! a failure rather than skipped, so a new kind of expectation can never pass silently.
 //!
-//! Besides exact values, an epoch may list `relations`: orderings a chain test asserts without
-//! fixing the numbers (`bond[0][2]` grew since an earlier epoch, two emissions are equal, a sum is
-//! within a tolerance). A case may carry `known_failure` (see [`known_failure`]) so that a test
+//! Besides exact values (per uid, per bond entry, or `bonds_rows`: whole stored bond rows), an
+//! epoch may list `relations`: orderings a chain test asserts without fixing the numbers
+//! (`bond[0][2]` grew since an earlier epoch, two emissions are equal, a sum is within a
+//! tolerance). A case may carry `known_failure` (see [`known_failure`]) so that a test
 //! can replay it, report it, and keep going while the cause is fixed.
 
 use super::types::{EpochInput, EpochOutput, EpochParams, EpochState, SparseRow};
@@ -405,6 +406,15 @@ fn check(
                     j.trim().parse::<u64>().ok()?,
                 );
                 (i < out.bonds.len()).then(|| bond_at(out, i, j).into())
+            };
+            check_map(key, want, epoch, get, &mut report.failures)
+        } else if key == "bonds_rows" {
+            // A whole stored row, entries and order exactly: `bonds_u16` reads an absent entry
+            // as 0, so it cannot tell a row `[]` from `[(j, 0)]`; a chain test comparing the row
+            // can.
+            let get = |at: &str| {
+                let row = out.bonds.get(idx(at)?)?;
+                serde_json::to_value(row).ok()
             };
             check_map(key, want, epoch, get, &mut report.failures)
         } else if key == "dividends_approx" {
