@@ -15,19 +15,36 @@
 
 use super::fixed_math::{Divider, I32F32, exp_safe, exp_safe4};
 use super::sparse::{self, Csr, RowSink};
+use rayon::prelude::*;
 
 /// Column sums of stored `u16` bonds read as integers, saturating like the chain's fixed-point
-/// sum (all terms are non-negative, so saturating once at the end is the same).
+/// sum (all terms are non-negative, so saturating once at the end is the same). Runs of rows on
+/// several cores; integer sums do not depend on the order.
 fn u16_col_sums(m: &Csr<u16>, n: usize) -> Vec<I32F32> {
-    let mut sums = vec![0u64; n];
-    for i in 0..m.rows() {
-        let (cols, vals) = m.row(i);
-        for (&j, &b) in cols.iter().zip(vals) {
-            if let Some(s) = sums.get_mut(usize::from(j)) {
-                *s += u64::from(b);
+    let sums = m
+        .row_runs()
+        .into_par_iter()
+        .map(|run| {
+            let mut sums = vec![0u64; n];
+            for i in run {
+                let (cols, vals) = m.row(i);
+                for (&j, &b) in cols.iter().zip(vals) {
+                    if let Some(s) = sums.get_mut(usize::from(j)) {
+                        *s += u64::from(b);
+                    }
+                }
             }
-        }
-    }
+            sums
+        })
+        .reduce(
+            || vec![0u64; n],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(b) {
+                    *x += y;
+                }
+                a
+            },
+        );
     sums.into_iter()
         .map(|s| {
             i64::try_from(s)
@@ -86,28 +103,39 @@ pub struct BondOutputs {
     pub dividends: Vec<I32F32>,
 }
 
-/// A matrix being written row by row, with its column sums gathered on the way.
+/// A matrix written by [`write_positive`], with its column sums.
 struct WithColSums<'m> {
     m: &'m mut Csr<I32F32>,
     col_sums: Vec<I32F32>,
 }
 
-impl<'m> WithColSums<'m> {
-    /// Starts writing into `m` (emptied first).
-    fn new(m: &'m mut Csr<I32F32>, rows: usize, entries: usize, n: usize) -> Self {
-        m.clear_with_capacity(rows, entries);
-        Self {
-            m,
-            col_sums: vec![I32F32::ZERO; n],
-        }
-    }
-
-    /// Appends one row of at most `max_len` entries, written by `fill` through a [`Positive`].
-    fn append_row(&mut self, max_len: usize, fill: impl FnOnce(&mut Positive<'_, '_>)) {
-        let col_sums = &mut self.col_sums;
-        self.m
-            .append_row(max_len, |row| fill(&mut Positive { row, col_sums }));
-    }
+/// Writes `rows` rows into `m` (emptied first) on several cores: row `i` holds at most
+/// `max_len(i)` entries, put by `f(state, i, row)` (each run of rows has its own `state`, from
+/// `init`). Only positive entries are kept; their column sums, gathered per run and then added
+/// (positive terms: the order does not change the bits), are the next step's divisors.
+fn write_positive<'m, S>(
+    m: &'m mut Csr<I32F32>,
+    rows: usize,
+    n: usize,
+    max_len: impl Fn(usize) -> usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize, &mut Positive<'_, '_>) + Sync,
+) -> WithColSums<'m>
+where
+    S: Send,
+{
+    let runs = m.fill_rows(
+        rows,
+        max_len,
+        || (init(), vec![I32F32::ZERO; n]),
+        |(state, col_sums), i, row| f(state, i, &mut Positive { row, col_sums }),
+    );
+    let col_sums = runs
+        .into_iter()
+        .map(|(_, sums)| sums)
+        .reduce(add_columns)
+        .unwrap_or_else(|| vec![I32F32::ZERO; n]);
+    WithColSums { m, col_sums }
 }
 
 /// Writes one row of an EMA: every EMA keeps only positive entries, and their column sums are
@@ -136,19 +164,26 @@ pub fn legacy(inp: BondInputs<'_>) -> BondOutputs {
     let n = inp.n;
     let bond_dividers = sparse::column_dividers(&u16_col_sums(inp.prev_bonds_u16, n));
     // `row_hadamard_sparse` (every entry kept, even where the product is 0), in the buffer of
-    // the weights for bonds, which nothing reads afterwards.
+    // the weights for bonds, which nothing reads afterwards. Products of non-negative values:
+    // the runs' column sums add up to the chain's.
     let delta = inp.weights_for_bonds;
-    let mut delta_sums = vec![I32F32::ZERO; n];
-    for i in 0..delta.rows() {
-        let scale = inp.active_stake.get(i).copied().unwrap_or_default();
-        let (cols, vals) = delta.row_mut(i);
-        for (&j, v) in cols.iter().zip(vals.iter_mut()) {
-            *v = v.saturating_mul(scale);
-            if let Some(s) = delta_sums.get_mut(usize::from(j)) {
-                *s = s.saturating_add(*v);
-            }
-        }
-    }
+    let delta_sums = delta
+        .compact_rows(
+            || vec![I32F32::ZERO; n],
+            |sums, i, cols, vals| {
+                let scale = inp.active_stake.get(i).copied().unwrap_or_default();
+                for (&j, v) in cols.iter().zip(vals.iter_mut()) {
+                    *v = v.saturating_mul(scale);
+                    if let Some(s) = sums.get_mut(usize::from(j)) {
+                        *s = s.saturating_add(*v);
+                    }
+                }
+                cols.len()
+            },
+        )
+        .into_iter()
+        .reduce(add_columns)
+        .unwrap_or_else(|| vec![I32F32::ZERO; n]);
     let delta_dividers = sparse::column_dividers(&delta_sums);
     let ema = ema_rows(
         delta,
@@ -159,25 +194,35 @@ pub fn legacy(inp: BondInputs<'_>) -> BondOutputs {
         n,
         inp.ema,
     );
-    // Column-normalise in place, with the dividend row sums and the column maxima on the way.
+    // Column-normalise in place, with the dividend row sums and the column maxima on the way
+    // (per run of rows: the maxima, and its rows' dividends).
     let ema_dividers = sparse::column_dividers(&ema.col_sums);
+    let runs = ema.m.compact_rows(
+        || (vec![I32F32::ZERO; n], Vec::new()),
+        |(col_max, dividends), _, cols, vals| {
+            let mut d = I32F32::ZERO;
+            for (&j, v) in cols.iter().zip(vals.iter_mut()) {
+                *v = divide(&ema_dividers, j, *v);
+                let jj = usize::from(j);
+                let inc = inp.incentive.get(jj).copied().unwrap_or_default();
+                d = d.saturating_add(inc.saturating_mul(*v));
+                if let Some(c) = col_max.get_mut(jj)
+                    && *c < *v
+                {
+                    *c = *v;
+                }
+            }
+            dividends.push(d);
+            cols.len()
+        },
+    );
     let mut col_max = vec![I32F32::ZERO; n];
     let mut dividends = Vec::with_capacity(ema.m.rows());
-    for i in 0..ema.m.rows() {
-        let (cols, vals) = ema.m.row_mut(i);
-        let mut d = I32F32::ZERO;
-        for (&j, v) in cols.iter().zip(vals.iter_mut()) {
-            *v = divide(&ema_dividers, j, *v);
-            let jj = usize::from(j);
-            let inc = inp.incentive.get(jj).copied().unwrap_or_default();
-            d = d.saturating_add(inc.saturating_mul(*v));
-            if let Some(c) = col_max.get_mut(jj)
-                && *c < *v
-            {
-                *c = *v;
-            }
+    for (run_max, run_dividends) in runs {
+        for (c, x) in col_max.iter_mut().zip(run_max) {
+            *c = (*c).max(x);
         }
-        dividends.push(d);
+        dividends.extend(run_dividends);
     }
     sparse::normalize(&mut dividends);
     // `inplace_col_max_upscale_sparse`: the largest bond per column becomes 1.
@@ -190,8 +235,13 @@ pub fn legacy(inp: BondInputs<'_>) -> BondOutputs {
 
 /// The rows to store: `value(j, v)` as a `u16` proportion for rows with a new permit, empty rows
 /// for the rest.
-fn store(m: &Csr<I32F32>, permits: &[bool], value: impl Fn(u16, I32F32) -> I32F32) -> StoredBonds {
+fn store(
+    m: &Csr<I32F32>,
+    permits: &[bool],
+    value: impl Fn(u16, I32F32) -> I32F32 + Sync,
+) -> StoredBonds {
     (0..m.rows())
+        .into_par_iter()
         .map(|i| {
             let (cols, vals) = m.row(i);
             if !permits.get(i).copied().unwrap_or(false) {
@@ -221,50 +271,78 @@ fn divide(dividers: &[Option<Divider>], j: u16, v: I32F32) -> I32F32 {
 pub fn yuma3(inp: BondInputs<'_>, liquid: Option<LiquidAlpha>) -> BondOutputs {
     let (w, prev, n) = (&*inp.weights_for_bonds, inp.prev_bonds_u16, inp.n);
     let any_consensus = inp.consensus.iter().any(|&c| c != I32F32::ZERO);
-    let mut finish = Yuma3Finish::new(&inp, w.rows());
-    match liquid {
+    let finish = Yuma3Finish::new(&inp);
+    // Rows are independent once the column sums are known: each core takes rows, and the
+    // results are collected in row order. Column sums are sums of positive terms, exact and
+    // saturating at most once whatever the order, so summing per core and then adding the
+    // cores' sums gives the same bits.
+    let rows: Vec<(I32F32, Vec<(u16, u16)>)> = match liquid {
         Some(la) if any_consensus => {
             // The liquid EMA runs the chain's `exp` where inputs do not repeat: computed once,
             // kept in the scratch matrix, read back for the dividends.
             let ema = liquid_ema(w, prev, inp.consensus, la, n, inp.ema);
             let dividers = sparse::column_dividers(&ema.col_sums);
-            for i in 0..ema.m.rows() {
-                let (cols, vals) = ema.m.row(i);
-                let mut row = finish.start_row(i, &dividers, cols.len());
-                for (&j, &b) in cols.iter().zip(vals) {
-                    row.add(j, b);
-                }
-                finish.end_row(i, row);
-            }
+            let m = &*ema.m;
+            (0..m.rows())
+                .into_par_iter()
+                .map(|i| {
+                    let (cols, vals) = m.row(i);
+                    finish.row(i, &dividers, cols.len(), |row| {
+                        for (&j, &b) in cols.iter().zip(vals) {
+                            row.add(j, b);
+                        }
+                    })
+                })
+                .collect()
         }
         _ => {
             // The fixed EMA is a few operations per entry: computed twice (once for the column
             // sums, once for the dividends and the stored rows) it never needs a matrix of its
             // own.
-            let mut ema = FixedEma::new(
-                inp.alpha,
-                |_, v| v,
-                |_, b| I32F32::from_u16_proportion(b),
-                n,
-            );
-            let mut col_sums = vec![I32F32::ZERO; n];
-            for i in 0..w.rows() {
-                ema.row(w, prev, i, |j, v| {
-                    if let Some(s) = col_sums.get_mut(usize::from(j)) {
-                        *s = s.saturating_add(v);
-                    }
-                });
-            }
+            let new_ema = || {
+                FixedEma::new(
+                    inp.alpha,
+                    |_, v| v,
+                    |_, b| I32F32::from_u16_proportion(b),
+                    n,
+                )
+            };
+            let col_sums = (0..w.rows())
+                .into_par_iter()
+                .fold(
+                    || (new_ema(), vec![I32F32::ZERO; n]),
+                    |(mut ema, mut sums), i| {
+                        ema.row(w, prev, i, |j, v| {
+                            if let Some(s) = sums.get_mut(usize::from(j)) {
+                                *s = s.saturating_add(v);
+                            }
+                        });
+                        (ema, sums)
+                    },
+                )
+                .map(|(_, sums)| sums)
+                .reduce(|| vec![I32F32::ZERO; n], add_columns);
             let dividers = sparse::column_dividers(&col_sums);
-            for i in 0..w.rows() {
-                let max_len = w.row(i).0.len() + prev.row(i).0.len();
-                let mut row = finish.start_row(i, &dividers, max_len);
-                ema.row(w, prev, i, |j, b| row.add(j, b));
-                finish.end_row(i, row);
-            }
+            (0..w.rows())
+                .into_par_iter()
+                .map_init(new_ema, |ema, i| {
+                    let max_len = w.row(i).0.len() + prev.row(i).0.len();
+                    finish.row(i, &dividers, max_len, |row| {
+                        ema.row(w, prev, i, |j, b| row.add(j, b));
+                    })
+                })
+                .collect()
         }
+    };
+    Yuma3Finish::outputs(rows)
+}
+
+/// Column sums added entry by entry (both the same length).
+fn add_columns(mut a: Vec<I32F32>, b: Vec<I32F32>) -> Vec<I32F32> {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x = x.saturating_add(y);
     }
-    finish.outputs()
+    a
 }
 
 /// The last pass of Yuma 3, fed the new bonds row by row: `D = normalize(S ∘ rowsum(colnorm(B)
@@ -274,8 +352,6 @@ struct Yuma3Finish<'a> {
     incentive: &'a [I32F32],
     active_stake: &'a [I32F32],
     new_permit: &'a [bool],
-    dividends: Vec<I32F32>,
-    stored: StoredBonds,
 }
 
 /// One row of [`Yuma3Finish`].
@@ -305,47 +381,45 @@ impl Yuma3Row<'_> {
 }
 
 impl<'a> Yuma3Finish<'a> {
-    fn new(inp: &BondInputs<'a>, rows: usize) -> Self {
+    fn new(inp: &BondInputs<'a>) -> Self {
         Self {
             incentive: inp.incentive,
             active_stake: inp.active_stake,
             new_permit: inp.new_permit,
-            dividends: Vec::with_capacity(rows),
-            stored: Vec::with_capacity(rows),
         }
     }
 
-    fn start_row<'r>(
+    /// Row `i`'s dividend (before normalisation) and its bonds to store, from the entries
+    /// `fill` adds (at most `max_len`).
+    fn row(
         &self,
         i: usize,
-        dividers: &'r [Option<Divider>],
+        dividers: &[Option<Divider>],
         max_len: usize,
-    ) -> Yuma3Row<'r>
-    where
-        'a: 'r,
-    {
+        fill: impl FnOnce(&mut Yuma3Row<'_>),
+    ) -> (I32F32, Vec<(u16, u16)>) {
         let permit = self.new_permit.get(i).copied().unwrap_or(false);
-        Yuma3Row {
+        let mut row = Yuma3Row {
             dividers,
             incentive: self.incentive,
             per_validator: I32F32::ZERO,
             stored: permit.then(|| Vec::with_capacity(max_len)),
-        }
-    }
-
-    fn end_row(&mut self, i: usize, row: Yuma3Row<'_>) {
+        };
+        fill(&mut row);
         let stake = self.active_stake.get(i).copied().unwrap_or_default();
         // `vec_mul` uses checked_mul: an overflowing product becomes 0, not a saturated value.
-        self.dividends
-            .push(row.per_validator.checked_mul(stake).unwrap_or_default());
-        self.stored.push(row.stored.unwrap_or_default());
+        (
+            row.per_validator.checked_mul(stake).unwrap_or_default(),
+            row.stored.unwrap_or_default(),
+        )
     }
 
-    fn outputs(mut self) -> BondOutputs {
-        sparse::normalize(&mut self.dividends);
+    fn outputs(rows: Vec<(I32F32, Vec<(u16, u16)>)>) -> BondOutputs {
+        let (mut dividends, bonds_to_store): (Vec<I32F32>, StoredBonds) = rows.into_iter().unzip();
+        sparse::normalize(&mut dividends);
         BondOutputs {
-            bonds_to_store: self.stored,
-            dividends: self.dividends,
+            bonds_to_store,
+            dividends,
         }
     }
 }
@@ -461,22 +535,21 @@ where
 /// The fixed-alpha EMA of every row, written into `out` with its column sums.
 fn ema_rows<'m>(
     new: &Csr<I32F32>,
-    new_value: impl Fn(u16, I32F32) -> I32F32,
+    new_value: impl Fn(u16, I32F32) -> I32F32 + Sync,
     old: &Csr<u16>,
-    old_value: impl Fn(u16, u16) -> I32F32,
+    old_value: impl Fn(u16, u16) -> I32F32 + Sync,
     alpha: I32F32,
     n: usize,
     out: &'m mut Csr<I32F32>,
 ) -> WithColSums<'m> {
-    let mut ema = FixedEma::new(alpha, new_value, old_value, n);
-    // Room for the union of both matrices: reserved, not touched, so it costs no memory, and no
-    // row ever reallocates (and copies) the matrix written so far.
-    let mut out = WithColSums::new(out, new.rows(), new.nnz() + old.nnz(), n);
-    for i in 0..new.rows() {
-        let max_len = new.row(i).0.len() + old.row(i).0.len();
-        out.append_row(max_len, |out| ema.row(new, old, i, |j, v| out.put(j, v)));
-    }
-    out
+    write_positive(
+        out,
+        new.rows(),
+        n,
+        |i| new.row(i).0.len() + old.row(i).0.len(),
+        || FixedEma::new(alpha, &new_value, &old_value, n),
+        |ema, i, out| ema.row(new, old, i, |j, v| out.put(j, v)),
+    )
 }
 
 /// The chain's `alpha_sigmoid`: how fast bond (i, j) follows weight (i, j).
@@ -653,67 +726,83 @@ fn liquid_ema<'m>(
     n: usize,
     out: &'m mut Csr<I32F32>,
 ) -> WithColSums<'m> {
-    let mut out = WithColSums::new(out, w.rows(), w.nnz(), n);
-    let mut old_row = Vec::new();
-    let mut walk: Option<ChainWalk> = None;
     let curve = AlphaCurve::new(la);
-    // Per entry of the new row: the old bond in its column, alpha's input, then alpha.
-    let (mut olds, mut xs, mut alphas) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..w.rows() {
-        let (ncols, nvals) = w.row(i);
-        if ncols.is_empty() {
-            // Nothing to keep: every output entry comes from the new row.
-            out.m.end_row();
-            continue;
-        }
-        let (ocols, ovals) = prev.row(i);
-        olds.clear();
-        xs.clear();
-        if w.is_sorted(i) && prev.is_sorted(i) {
-            // Both walks are plain lookups: merge the old row into the new one.
-            let mut b = 0;
-            for (&j, &wv) in ncols.iter().zip(nvals) {
-                while ocols.get(b).is_some_and(|&oj| oj < j) {
-                    b += 1;
+    write_positive(
+        out,
+        w.rows(),
+        n,
+        |i| w.row(i).0.len(),
+        LiquidScratch::default,
+        |scratch, i, out| {
+            let (ncols, nvals) = w.row(i);
+            if ncols.is_empty() {
+                // Nothing to keep: every output entry comes from the new row.
+                return;
+            }
+            let (ocols, ovals) = prev.row(i);
+            let LiquidScratch {
+                old_row,
+                walk,
+                olds,
+                xs,
+                alphas,
+            } = scratch;
+            olds.clear();
+            xs.clear();
+            if w.is_sorted(i) && prev.is_sorted(i) {
+                // Both walks are plain lookups: merge the old row into the new one.
+                let mut b = 0;
+                for (&j, &wv) in ncols.iter().zip(nvals) {
+                    while ocols.get(b).is_some_and(|&oj| oj < j) {
+                        b += 1;
+                    }
+                    let old = match (ocols.get(b), ovals.get(b)) {
+                        (Some(&oj), Some(&ov)) if oj == j => Some(I32F32::from_u16_proportion(ov)),
+                        _ => None,
+                    };
+                    let c = consensus.get(usize::from(j)).copied().unwrap_or_default();
+                    olds.push(old);
+                    xs.push(AlphaCurve::x(c, wv, old.unwrap_or_default()));
                 }
-                let old = match (ocols.get(b), ovals.get(b)) {
-                    (Some(&oj), Some(&ov)) if oj == j => Some(I32F32::from_u16_proportion(ov)),
-                    _ => None,
-                };
-                let c = consensus.get(usize::from(j)).copied().unwrap_or_default();
-                olds.push(old);
-                xs.push(AlphaCurve::x(c, wv, old.unwrap_or_default()));
+            } else {
+                old_row.clear();
+                old_row.extend(
+                    ocols
+                        .iter()
+                        .zip(ovals)
+                        .map(|(&j, &b)| (j, I32F32::from_u16_proportion(b))),
+                );
+                let walk = walk.get_or_insert_with(|| ChainWalk::new(n));
+                walk.run((ncols, nvals), old_row, n);
+                for &j in ncols {
+                    let jj = usize::from(j);
+                    let c = consensus.get(jj).copied().unwrap_or_default();
+                    olds.push(walk.old_at(jj));
+                    xs.push(AlphaCurve::x(c, walk.w_at(jj), walk.b_at(jj)));
+                }
+                walk.clear();
             }
-        } else {
-            old_row.clear();
-            old_row.extend(
-                ocols
-                    .iter()
-                    .zip(ovals)
-                    .map(|(&j, &b)| (j, I32F32::from_u16_proportion(b))),
-            );
-            let walk = walk.get_or_insert_with(|| ChainWalk::new(n));
-            walk.run((ncols, nvals), &old_row, n);
-            for &j in ncols {
-                let jj = usize::from(j);
-                let c = consensus.get(jj).copied().unwrap_or_default();
-                olds.push(walk.old_at(jj));
-                xs.push(AlphaCurve::x(c, walk.w_at(jj), walk.b_at(jj)));
-            }
-            walk.clear();
-        }
-        curve.alphas(&xs, &mut alphas);
-        out.append_row(ncols.len(), |out| {
-            let entries = ncols.iter().zip(nvals).zip(olds.iter().zip(&alphas));
+            curve.alphas(xs, alphas);
+            let entries = ncols.iter().zip(nvals).zip(olds.iter().zip(alphas.iter()));
             for ((&j, &wv), (&old, &a)) in entries {
                 let decayed = old.map_or(I32F32::ZERO, |o| {
                     I32F32::ONE.saturating_sub(a).saturating_mul(o)
                 });
                 push_liquid(out, j, decayed, a, wv);
             }
-        });
-    }
-    out
+        },
+    )
+}
+
+/// What one core reuses from row to row in [`liquid_ema`]: per entry of the new row, the old
+/// bond in its column, alpha's input, then alpha; and the dense scratch of unsorted rows.
+#[derive(Debug, Default)]
+struct LiquidScratch {
+    old_row: Vec<(u16, I32F32)>,
+    walk: Option<ChainWalk>,
+    olds: Vec<Option<I32F32>>,
+    xs: Vec<I32F32>,
+    alphas: Vec<I32F32>,
 }
 
 /// One output entry of the liquid EMA: `min(decayed + max(α·w, 0), 1)`, kept when positive.

@@ -4,7 +4,7 @@
 
 use super::bonds::{self, BondInputs, LiquidAlpha};
 use super::fixed_math::{Divider, I32F32, ema_alpha_from_ppm, normalized_u64_to_i32f32};
-use super::sparse::{self, Csr};
+use super::sparse::{self, Csr, RowSink};
 use super::types::{
     DEFAULT_ALPHA_HIGH_U16, DEFAULT_ALPHA_LOW_U16, DEFAULT_ALPHA_SIGMOID_STEEPNESS, EpochError,
     EpochInput, EpochOutput, EpochState, MAX_UIDS,
@@ -151,75 +151,95 @@ fn strictly_increasing(entries: &[(u64, u16)]) -> bool {
 
 /// Step 5's weight matrix: rows of validators with a previous permit, without self-weights (the
 /// owner's kept) and without weights set before the target registered, each row divided by its
-/// sum (`inplace_row_normalize_sparse`), built straight into one flat buffer.
+/// sum (`inplace_row_normalize_sparse`), built straight into one flat buffer, runs of rows on
+/// several cores. Every stored row is checked as it is read; the first bad row in row order is
+/// the one reported, as [`validate`] reports it.
 fn masked_weights(
     s: &EpochState,
     prev_permit: &[bool],
     owner: Option<usize>,
-    check: &mut RowCheck,
     w: &mut Csr<I32F32>,
 ) -> Result<(), EpochError> {
     let n = s.weights.len();
-    let entries = s.weights.iter().map(Vec::len).sum();
-    w.clear_with_capacity(n, entries);
-    for (i, row) in s.weights.iter().enumerate() {
-        if !prev_permit.get(i).copied().unwrap_or(false) {
-            check.check("weights", i, row)?;
-            w.end_row();
+    let permitted = |i: usize| prev_permit.get(i).copied().unwrap_or(false);
+    let stored = |i: usize| s.weights.get(i).map(Vec::as_slice).unwrap_or_default();
+    let runs = w.fill_rows(
+        n,
+        |i| if permitted(i) { stored(i).len() } else { 0 },
+        || (RowCheck::new(n), Ok(())),
+        |(check, result), i, out| {
+            let row = stored(i);
+            if result.is_err() {
+                // This run already has its first error.
+            } else if !permitted(i) {
+                *result = check.check("weights", i, row);
+            } else {
+                let increasing = masked_weight_row(s, owner, i, row, out);
+                *result = check.check_increasing("weights", i, row, increasing);
+            }
+        },
+    );
+    runs.into_iter().try_for_each(|(_, result)| result)
+}
+
+/// One row of [`masked_weights`] into `out`; returns whether its uids strictly increase.
+#[inline]
+fn masked_weight_row(
+    s: &EpochState,
+    owner: Option<usize>,
+    i: usize,
+    row: &[(u64, u16)],
+    out: &mut RowSink<'_, I32F32>,
+) -> bool {
+    let updated = s.last_update.get(i).copied().unwrap_or(0);
+    // The chain sums the row in I32F32 (saturating); the values are integers, so an integer sum
+    // saturated once at the end is the same number.
+    let mut total = 0u64;
+    let mut increasing = true;
+    let mut next_uid = 0u64;
+    for &(j, v) in row {
+        increasing &= j >= next_uid;
+        next_uid = j.saturating_add(1);
+        let Ok(j16) = u16::try_from(j) else {
             continue;
+        };
+        let ju = usize::from(j16);
+        let keep = (ju != i || Some(i) == owner)
+            && updated > s.block_at_registration.get(ju).copied().unwrap_or(0);
+        if keep {
+            out.push(j16, I32F32::from_u16(v));
+            total += u64::from(v);
         }
-        let updated = s.last_update.get(i).copied().unwrap_or(0);
-        // The row is checked after it is read (an error discards the matrix anyway).
-        let increasing = w.append_row(row.len(), |out| {
-            // The chain sums the row in I32F32 (saturating); the values are integers, so an
-            // integer sum saturated once at the end is the same number.
-            let mut total = 0u64;
-            let mut increasing = true;
-            let mut next_uid = 0u64;
-            for &(j, v) in row {
-                increasing &= j >= next_uid;
-                next_uid = j.saturating_add(1);
-                let Ok(j16) = u16::try_from(j) else {
-                    continue;
-                };
-                let ju = usize::from(j16);
-                let keep = (ju != i || Some(i) == owner)
-                    && updated > s.block_at_registration.get(ju).copied().unwrap_or(0);
-                if keep {
-                    out.push(j16, I32F32::from_u16(v));
-                    total += u64::from(v);
-                }
-            }
-            let total = i64::try_from(total)
-                .ok()
-                .and_then(|t| t.checked_mul(1 << 32))
-                .map_or(I32F32::MAX, I32F32::from_bits);
-            if total > I32F32::ZERO {
-                let div = Divider::new(total);
-                for v in out.values_mut() {
-                    *v = div.safe_div(*v);
-                }
-            }
-            increasing
-        });
-        check.check_increasing("weights", i, row, increasing)?;
     }
-    Ok(())
+    let total = i64::try_from(total)
+        .ok()
+        .and_then(|t| t.checked_mul(1 << 32))
+        .map_or(I32F32::MAX, I32F32::from_bits);
+    if total > I32F32::ZERO {
+        let div = Divider::new(total);
+        for v in out.values_mut() {
+            *v = div.safe_div(*v);
+        }
+    }
+    increasing
 }
 
 /// Stored bonds with uids narrowed to `u16` (checked below `n <= 65535`), dropping bonds on
 /// miners registered since the last epoch (`last_tempo <= block_at_registration`): a quarter of
-/// the stored size, which the bond step then reads instead of the input.
-fn masked_bonds(
-    s: &EpochState,
-    last_tempo: u64,
-    check: &mut RowCheck,
-    b: &mut Csr<u16>,
-) -> Result<(), EpochError> {
-    let entries = s.bonds.iter().map(Vec::len).sum();
-    b.clear_with_capacity(s.bonds.len(), entries);
-    for (i, row) in s.bonds.iter().enumerate() {
-        let increasing = b.append_row(row.len(), |out| {
+/// the stored size, which the bond step then reads instead of the input. Runs of rows on several
+/// cores, checked as [`masked_weights`] checks.
+fn masked_bonds(s: &EpochState, last_tempo: u64, b: &mut Csr<u16>) -> Result<(), EpochError> {
+    let n = s.bonds.len();
+    let stored = |i: usize| s.bonds.get(i).map(Vec::as_slice).unwrap_or_default();
+    let runs = b.fill_rows(
+        n,
+        |i| stored(i).len(),
+        || (RowCheck::new(n), Ok(())),
+        |(check, result), i, out| {
+            if result.is_err() {
+                return;
+            }
+            let row = stored(i);
             let mut increasing = true;
             let mut next_uid = 0u64;
             for &(j, v) in row {
@@ -235,11 +255,10 @@ fn masked_bonds(
                     out.push(j16, v);
                 }
             }
-            increasing
-        });
-        check.check_increasing("bonds", i, row, increasing)?;
-    }
-    Ok(())
+            *result = check.check_increasing("bonds", i, row, increasing);
+        },
+    );
+    runs.into_iter().try_for_each(|(_, result)| result)
 }
 
 /// Top `k` by value among non-zero entries (`is_topk_nonzero`): a stable ascending sort, the
@@ -305,7 +324,6 @@ pub fn run_epoch_with(
     let p = &input.params;
     let s = &input.state;
     let stake_check = validate_stake(s);
-    let mut row_check = RowCheck::new(n);
     let owner = p.owner_uid.and_then(|u| usize::try_from(u).ok());
 
     // 1. Activity.
@@ -353,15 +371,20 @@ pub fn run_epoch_with(
         .collect();
     sparse::normalize(&mut active_stake);
 
-    // 5. Weights: permit rows, diagonal (owner kept), outdated, then row-normalise.
-    let weights = &mut scratch.weights;
-    masked_weights(s, &prev_permit, owner, &mut row_check, weights)?;
+    // 5. Weights: permit rows, diagonal (owner kept), outdated, then row-normalise; the previous
+    // bonds with the registration mask. Errors come in `validate`'s order: weights, bonds, stake.
     let last_tempo = if s.last_mechanism_step_block == 0 {
         s.current_block.saturating_sub(p.tempo)
     } else {
         s.last_mechanism_step_block.saturating_add(1)
     };
-    masked_bonds(s, last_tempo, &mut row_check, &mut scratch.bonds)?;
+    let EpochScratch {
+        weights,
+        bonds: prev_bonds,
+        ema,
+    } = scratch;
+    masked_weights(s, &prev_permit, owner, weights)?;
+    masked_bonds(s, last_tempo, prev_bonds)?;
     stake_check?;
 
     // 6. Consensus.
@@ -379,9 +402,9 @@ pub fn run_epoch_with(
     // above).
     let bond_inputs = BondInputs {
         n,
-        prev_bonds_u16: &scratch.bonds,
+        prev_bonds_u16: prev_bonds,
         weights_for_bonds: weights,
-        ema: &mut scratch.ema,
+        ema,
         active_stake: &active_stake,
         incentive: &incentive,
         consensus: &consensus,

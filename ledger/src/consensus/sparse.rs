@@ -9,6 +9,7 @@
 //! broken invariant degrades to a wrong number, never a panic.
 
 use super::fixed_math::{Divider, I32F32, sum};
+use rayon::prelude::*;
 
 /// A sparse matrix in compressed rows: row `i` holds `cols[start[i]..start[i + 1]]` with the values
 /// at the same positions, in the order they were pushed.
@@ -20,7 +21,7 @@ use super::fixed_math::{Divider, I32F32, sum};
 pub struct Csr<T> {
     start: Vec<usize>,
     /// Entries in use: `cols` and `vals` may be longer, holding a previous epoch's entries that
-    /// are overwritten rather than zeroed again (see [`Csr::append_row`]).
+    /// are overwritten rather than zeroed again (see [`Csr::fill_rows`]).
     len: usize,
     cols: Vec<u16>,
     vals: Vec<T>,
@@ -52,21 +53,6 @@ impl<T: Copy> Csr<T> {
         }
     }
 
-    /// Empties the matrix, keeping its buffers, with room for `rows` rows and `entries` entries:
-    /// an epoch that reuses last epoch's buffers writes into memory that is already mapped.
-    pub fn clear_with_capacity(&mut self, rows: usize, entries: usize) {
-        self.start.clear();
-        self.start.reserve(rows + 1);
-        self.start.push(0);
-        self.len = 0;
-        self.cols.reserve(entries.saturating_sub(self.cols.len()));
-        self.vals.reserve(entries.saturating_sub(self.vals.len()));
-        self.sorted.clear();
-        self.sorted.reserve(rows);
-        self.open_sorted = true;
-        self.open_next = 0;
-    }
-
     /// Appends an entry to the row being built.
     #[inline]
     pub fn push(&mut self, j: u16, v: T) {
@@ -85,43 +71,6 @@ impl<T: Copy> Csr<T> {
             }
         }
         self.len += 1;
-    }
-
-    /// Appends one row of at most `max_len` entries, written by `fill` through a [`RowSink`].
-    ///
-    /// The sink writes into plain slices with a local count: in a loop over a million entries
-    /// that is several times cheaper than two `Vec::push` calls per entry, whose lengths the
-    /// compiler must reload after every store. Must not be called with a row half built by
-    /// [`Csr::push`].
-    pub fn append_row<R>(
-        &mut self,
-        max_len: usize,
-        fill: impl FnOnce(&mut RowSink<'_, T>) -> R,
-    ) -> R
-    where
-        T: Default,
-    {
-        let base = self.len;
-        // Grows (zero-filling) only past what earlier rows or epochs already initialised.
-        if self.cols.len() < base + max_len {
-            self.cols.resize(base + max_len, 0);
-        }
-        if self.vals.len() < base + max_len {
-            self.vals.resize(base + max_len, T::default());
-        }
-        let mut sink = RowSink {
-            cols: self.cols.get_mut(base..).unwrap_or_default(),
-            vals: self.vals.get_mut(base..).unwrap_or_default(),
-            len: 0,
-            next: 0,
-            sorted: true,
-        };
-        let result = fill(&mut sink);
-        let (len, sorted) = (sink.len, sink.sorted);
-        self.len = base + len;
-        self.open_sorted = sorted;
-        self.end_row();
-        result
     }
 
     /// Closes the row being built (possibly empty).
@@ -171,39 +120,182 @@ impl<T: Copy> Csr<T> {
         self.sorted.get(i).copied().unwrap_or(true)
     }
 
-    /// Rewrites every row in place: `f(i, cols, vals)` may change values and move the entries it
-    /// keeps to the front of the row, keeping their order, and returns how many it kept. Rows are then
-    /// closed up; when nothing is dropped nothing moves.
-    pub fn compact_rows(&mut self, mut f: impl FnMut(usize, &mut [u16], &mut [T]) -> usize) {
-        let mut write = 0;
-        let mut read_start = 0;
-        for i in 0..self.rows() {
-            let read_end = self.start.get(i + 1).copied().unwrap_or(read_start);
-            let kept = match (
-                self.cols.get_mut(read_start..read_end),
-                self.vals.get_mut(read_start..read_end),
-            ) {
-                (Some(c), Some(v)) => f(i, c, v).min(read_end - read_start),
-                _ => 0,
-            };
-            if write != read_start && read_start + kept <= self.len {
-                self.cols.copy_within(read_start..read_start + kept, write);
-                self.vals.copy_within(read_start..read_start + kept, write);
+    /// Runs of consecutive rows holding about the same number of entries, a few per core: the
+    /// unit of work when a step takes its rows on several cores. Runs follow row order, so
+    /// results collected run by run are in row order.
+    pub fn row_runs(&self) -> Vec<std::ops::Range<usize>> {
+        let rows = self.rows();
+        let target = (self.len / (RUNS_PER_CORE * rayon::current_num_threads())).max(1);
+        let mut runs = Vec::new();
+        let mut first = 0;
+        for i in 0..rows {
+            let taken = self.start.get(i + 1).copied().unwrap_or(0)
+                - self.start.get(first).copied().unwrap_or(0);
+            if taken >= target || i + 1 == rows {
+                runs.push(first..i + 1);
+                first = i + 1;
             }
+        }
+        runs
+    }
+
+    /// Rewrites every row in place, on several cores: `f(state, i, cols, vals)` may change values
+    /// and move the entries it keeps to the front of the row, keeping their order, and returns how
+    /// many it kept. Each run of [`Csr::row_runs`] has a state of its own, from `init`, for what
+    /// the caller gathers on the way; rows are then closed up (when nothing is dropped nothing
+    /// moves). Returns the runs' states in row order.
+    pub fn compact_rows<A: Send>(
+        &mut self,
+        init: impl Fn() -> A + Sync,
+        f: impl Fn(&mut A, usize, &mut [u16], &mut [T]) -> usize + Sync,
+    ) -> Vec<A>
+    where
+        T: Send + Sync,
+    {
+        self.rewrite_runs(init, |state, i, was_sorted, cols, vals| {
+            let kept = f(state, i, cols, vals).min(cols.len());
             // What is left of a sorted row is sorted; an unsorted one is looked at again.
-            if let Some(sorted) = self.sorted.get_mut(i)
-                && !*sorted
-            {
-                let cols = self.cols.get(write..write + kept).unwrap_or_default();
-                *sorted = cols.windows(2).all(|w| matches!(w, [a, b] if a < b));
+            let sorted = was_sorted
+                || cols
+                    .get(..kept)
+                    .is_some_and(|k| k.windows(2).all(|w| matches!(w, [x, y] if x < y)));
+            (kept, sorted)
+        })
+    }
+
+    /// Replaces the matrix with `rows` rows written on several cores: row `i` holds at most
+    /// `max_len(i)` entries, written by `f(state, i, sink)`. Each run of rows has a state of its
+    /// own, from `init`; every row is written into room for its longest, and rows are closed up
+    /// afterwards. Returns the runs' states in row order.
+    pub fn fill_rows<A: Send>(
+        &mut self,
+        rows: usize,
+        max_len: impl Fn(usize) -> usize,
+        init: impl Fn() -> A + Sync,
+        f: impl Fn(&mut A, usize, &mut RowSink<'_, T>) + Sync,
+    ) -> Vec<A>
+    where
+        T: Default + Send + Sync,
+    {
+        self.start.clear();
+        self.start.reserve(rows + 1);
+        self.start.push(0);
+        let mut total = 0;
+        for i in 0..rows {
+            total += max_len(i);
+            self.start.push(total);
+        }
+        // Grows (zero-filling) only past what earlier epochs already initialised.
+        if self.cols.len() < total {
+            self.cols.resize(total, 0);
+        }
+        if self.vals.len() < total {
+            self.vals.resize(total, T::default());
+        }
+        self.len = total;
+        self.sorted.clear();
+        self.sorted.resize(rows, true);
+        self.open_sorted = true;
+        self.open_next = 0;
+        self.rewrite_runs(init, |state, i, _, cols, vals| {
+            let mut sink = RowSink {
+                cols,
+                vals,
+                len: 0,
+                next: 0,
+                sorted: true,
+            };
+            f(state, i, &mut sink);
+            (sink.len, sink.sorted)
+        })
+    }
+
+    /// The engine of [`Csr::compact_rows`] and [`Csr::fill_rows`]: hands each run of rows, on
+    /// its own core, its rows' entries (`row(state, i, was_sorted, cols, vals)` returns how many
+    /// of them it kept at the front and whether they are sorted), closes up each run, then the
+    /// runs.
+    fn rewrite_runs<A: Send>(
+        &mut self,
+        init: impl Fn() -> A + Sync,
+        row: impl Fn(&mut A, usize, bool, &mut [u16], &mut [T]) -> (usize, bool) + Sync,
+    ) -> Vec<A>
+    where
+        T: Send + Sync,
+    {
+        let runs = self.row_runs();
+        let len = self.len.min(self.cols.len()).min(self.vals.len());
+        let (start, sorted) = (&self.start, &self.sorted);
+        let entry = |i: usize| start.get(i).copied().unwrap_or(0).min(len);
+        let bases: Vec<usize> = runs.iter().map(|run| entry(run.start)).collect();
+        // Each run's entries, as slices of their own.
+        let mut pieces = Vec::with_capacity(runs.len());
+        let mut cols = self.cols.get_mut(..len).unwrap_or_default();
+        let mut vals = self.vals.get_mut(..len).unwrap_or_default();
+        let mut at = 0;
+        for run in &runs {
+            let end = entry(run.end).max(at);
+            let (c, rest_c) = std::mem::take(&mut cols)
+                .split_at_mut_checked(end - at)
+                .unwrap_or_default();
+            let (v, rest_v) = std::mem::take(&mut vals)
+                .split_at_mut_checked(end - at)
+                .unwrap_or_default();
+            (cols, vals) = (rest_c, rest_v);
+            pieces.push((run.clone(), at, c, v));
+            at = end;
+        }
+        // Per run: its state, and per row how many entries it kept and whether they are sorted.
+        let done: Vec<(A, Vec<(usize, bool)>)> = pieces
+            .into_par_iter()
+            .map(|(run, base, c, v)| {
+                let mut state = init();
+                let mut kept_rows = Vec::with_capacity(run.len());
+                let mut write = 0;
+                for i in run {
+                    let (a, b) = (
+                        entry(i).saturating_sub(base),
+                        entry(i + 1).saturating_sub(base),
+                    );
+                    let was_sorted = sorted.get(i).copied().unwrap_or(true);
+                    let (kept, is_sorted) = match (c.get_mut(a..b), v.get_mut(a..b)) {
+                        (Some(rc), Some(rv)) => row(&mut state, i, was_sorted, rc, rv),
+                        _ => (0, true),
+                    };
+                    let kept = kept.min(b - a);
+                    if write != a {
+                        c.copy_within(a..a + kept, write);
+                        v.copy_within(a..a + kept, write);
+                    }
+                    kept_rows.push((kept, is_sorted));
+                    write += kept;
+                }
+                (state, kept_rows)
+            })
+            .collect();
+        // Close up the runs, in order.
+        let mut states = Vec::with_capacity(done.len());
+        let mut write = 0;
+        let mut i = 0;
+        for (&base, (state, kept_rows)) in bases.iter().zip(done) {
+            let kept: usize = kept_rows.iter().map(|&(k, _)| k).sum();
+            if write != base && base + kept <= len {
+                self.cols.copy_within(base..base + kept, write);
+                self.vals.copy_within(base..base + kept, write);
             }
-            if let Some(s) = self.start.get_mut(i + 1) {
-                *s = write + kept;
+            for (k, is_sorted) in kept_rows {
+                write += k;
+                if let Some(s) = self.start.get_mut(i + 1) {
+                    *s = write;
+                }
+                if let Some(s) = self.sorted.get_mut(i) {
+                    *s = is_sorted;
+                }
+                i += 1;
             }
-            write += kept;
-            read_start = read_end;
+            states.push(state);
         }
         self.len = write;
+        states
     }
 
     /// Sorts row `i` by column (rows hold a column at most once, so the order is total).
@@ -246,7 +338,7 @@ impl<T: Copy> Csr<T> {
     }
 }
 
-/// Writes one row of a [`Csr`]; see [`Csr::append_row`].
+/// Writes one row of a [`Csr`]; see [`Csr::fill_rows`].
 #[derive(Debug)]
 pub struct RowSink<'a, T> {
     cols: &'a mut [u16],
@@ -314,50 +406,59 @@ pub fn clip_score_and_blend(
     beta: I32F32,
     n: usize,
 ) -> (Vec<I32F32>, Vec<I32F32>) {
-    let mut trust = vec![I32F32::ZERO; w.rows()];
+    // Per run of rows: its incentive sums and its rows' trust. Every term of an incentive sum is
+    // a non-negative product, so the runs' sums added together are the chain's sum, bit for bit.
+    let runs = w.compact_rows(
+        || (vec![I32F32::ZERO; n], Vec::new()),
+        |(incentive, trust), i, cols, vals| {
+            let scale = stake.get(i).copied();
+            let mut row_trust = I32F32::ZERO;
+            let mut kept = 0;
+            for k in 0..cols.len() {
+                let (Some(&j), Some(&v)) = (cols.get(k), vals.get(k)) else {
+                    break;
+                };
+                let th = consensus.get(usize::from(j)).copied().unwrap_or_default();
+                let clipped = if th < v {
+                    (th > I32F32::ZERO).then_some(th)
+                } else {
+                    Some(v)
+                };
+                if let Some(c) = clipped {
+                    row_trust = row_trust.saturating_add(c);
+                    if let (Some(s), Some(o)) = (scale, incentive.get_mut(usize::from(j))) {
+                        *o = o.saturating_add(s.saturating_mul(c));
+                    }
+                }
+                let for_bonds = if beta == I32F32::ZERO {
+                    Some(v)
+                } else if beta == I32F32::ONE {
+                    clipped
+                } else {
+                    let c = clipped.unwrap_or_default();
+                    let interp = v.saturating_add(beta.saturating_mul(c.saturating_sub(v)));
+                    (interp > I32F32::ZERO).then_some(interp)
+                };
+                if let Some(x) = for_bonds {
+                    if let (Some(cj), Some(xv)) = (cols.get_mut(kept), vals.get_mut(kept)) {
+                        *cj = j;
+                        *xv = x;
+                    }
+                    kept += 1;
+                }
+            }
+            trust.push(row_trust);
+            kept
+        },
+    );
+    let mut trust = Vec::with_capacity(w.rows());
     let mut incentive = vec![I32F32::ZERO; n];
-    w.compact_rows(|i, cols, vals| {
-        let scale = stake.get(i).copied();
-        let mut row_trust = I32F32::ZERO;
-        let mut kept = 0;
-        for k in 0..cols.len() {
-            let (Some(&j), Some(&v)) = (cols.get(k), vals.get(k)) else {
-                break;
-            };
-            let th = consensus.get(usize::from(j)).copied().unwrap_or_default();
-            let clipped = if th < v {
-                (th > I32F32::ZERO).then_some(th)
-            } else {
-                Some(v)
-            };
-            if let Some(c) = clipped {
-                row_trust = row_trust.saturating_add(c);
-                if let (Some(s), Some(o)) = (scale, incentive.get_mut(usize::from(j))) {
-                    *o = o.saturating_add(s.saturating_mul(c));
-                }
-            }
-            let for_bonds = if beta == I32F32::ZERO {
-                Some(v)
-            } else if beta == I32F32::ONE {
-                clipped
-            } else {
-                let c = clipped.unwrap_or_default();
-                let interp = v.saturating_add(beta.saturating_mul(c.saturating_sub(v)));
-                (interp > I32F32::ZERO).then_some(interp)
-            };
-            if let Some(x) = for_bonds {
-                if let (Some(cj), Some(xv)) = (cols.get_mut(kept), vals.get_mut(kept)) {
-                    *cj = j;
-                    *xv = x;
-                }
-                kept += 1;
-            }
+    for (run_incentive, run_trust) in runs {
+        trust.extend(run_trust);
+        for (total, x) in incentive.iter_mut().zip(run_incentive) {
+            *total = total.saturating_add(x);
         }
-        if let Some(t) = trust.get_mut(i) {
-            *t = row_trust;
-        }
-        kept
-    });
+    }
     if beta != I32F32::ZERO && beta != I32F32::ONE {
         for i in 0..w.rows() {
             if !w.is_sorted(i) {
@@ -503,18 +604,40 @@ pub fn weighted_median_cols(
         })
         .collect();
 
+    // Columns are independent: each core takes a run of them, and the runs' medians are joined in
+    // column order, so the result does not depend on how many cores there are.
+    let runs: Vec<usize> = (0..n).step_by(MEDIAN_RUN).collect();
+    let medians: Vec<Vec<I32F32>> = runs
+        .par_iter()
+        .map(|&c0| medians_of_columns(&rows, &use_stake, minority, c0, (c0 + MEDIAN_RUN).min(n)))
+        .collect();
+    medians.concat()
+}
+
+/// The consensus of columns `first..end`, from every voter's row sorted by column.
+fn medians_of_columns(
+    rows: &[(&[u16], &[I32F32])],
+    use_stake: &[I32F32],
+    minority: I32F32,
+    first: usize,
+    end: usize,
+) -> Vec<I32F32> {
     // Transpose a block of columns at a time into a small column-major tile (one column's scores
     // contiguous), walking each voter's row forward with a cursor: rows are read in order, and the
     // tile stays in cache while the block's medians read it. Voters whose rows cover the whole
     // block are copied eight at a time, so each write fills a cache line of the tile.
     let voters = rows.len();
-    let mut cursors = vec![0usize; voters];
+    // Each row's first entry in the run.
+    let mut cursors: Vec<usize> = rows
+        .iter()
+        .map(|(cols, _)| cols.partition_point(|&j| usize::from(j) < first))
+        .collect();
     let mut ends = vec![0usize; voters];
     let mut tile = vec![I32F32::ZERO; MEDIAN_BLOCK * voters];
     let mut candidates = Vec::new();
-    let mut consensus = Vec::with_capacity(n);
-    for c0 in (0..n).step_by(MEDIAN_BLOCK) {
-        let width = MEDIAN_BLOCK.min(n - c0);
+    let mut consensus = Vec::with_capacity(end - first);
+    for c0 in (first..end).step_by(MEDIAN_BLOCK) {
+        let width = MEDIAN_BLOCK.min(end - c0);
         for ((cols, _), (&k, end)) in rows.iter().zip(cursors.iter().zip(ends.iter_mut())) {
             let rest = cols.get(k..).unwrap_or_default();
             *end = k + rest
@@ -567,7 +690,7 @@ pub fn weighted_median_cols(
         for score in tile.chunks_exact(voters.max(1)).take(width) {
             consensus.push(weighted_quantile(
                 score,
-                &use_stake,
+                use_stake,
                 minority,
                 &mut candidates,
             ));
@@ -582,8 +705,16 @@ pub fn weighted_median_cols(
 /// Voters copied together into the median's tile: eight `I32F32` are one cache line.
 const VOTER_GROUP: usize = 8;
 
+/// Runs of rows per core when a step takes its rows on several cores ([`Csr::row_runs`]): more
+/// than one, so that a core slowed by other work does not hold the step up.
+const RUNS_PER_CORE: usize = 4;
+
 /// Columns transposed at a time for the median: 32 columns of 256 voters is a 64 KiB tile.
 const MEDIAN_BLOCK: usize = 32;
+
+/// Columns one core takes at a time for the median: several tiles, so that finding each row's
+/// start in the run (a binary search per voter) is small against the work.
+const MEDIAN_RUN: usize = 8 * MEDIAN_BLOCK;
 
 #[cfg(test)]
 mod tests {
@@ -789,17 +920,20 @@ mod tests {
             vec![(0, 4), (2, 5)],
         ]);
         assert!(!m.is_sorted(0));
-        m.compact_rows(|_, cols, vals| {
-            let mut kept = 0;
-            for k in 0..cols.len() {
-                if cols[k] != 1 {
-                    cols[kept] = cols[k];
-                    vals[kept] = vals[k] * 10;
-                    kept += 1;
+        m.compact_rows(
+            || (),
+            |(), _, cols, vals| {
+                let mut kept = 0;
+                for k in 0..cols.len() {
+                    if cols[k] != 1 {
+                        cols[kept] = cols[k];
+                        vals[kept] = vals[k] * 10;
+                        kept += 1;
+                    }
                 }
-            }
-            kept
-        });
+                kept
+            },
+        );
         assert_eq!(
             m.to_rows(),
             vec![vec![(3, 10), (4, 30)], vec![], vec![(0, 40), (2, 50)]]
