@@ -272,68 +272,33 @@ pub fn yuma3(inp: BondInputs<'_>, liquid: Option<LiquidAlpha>) -> BondOutputs {
     let (w, prev, n) = (&*inp.weights_for_bonds, inp.prev_bonds_u16, inp.n);
     let any_consensus = inp.consensus.iter().any(|&c| c != I32F32::ZERO);
     let finish = Yuma3Finish::new(&inp);
-    // Rows are independent once the column sums are known: each core takes rows, and the
-    // results are collected in row order. Column sums are sums of positive terms, exact and
-    // saturating at most once whatever the order, so summing per core and then adding the
-    // cores' sums gives the same bits.
-    let rows: Vec<(I32F32, Vec<(u16, u16)>)> = match liquid {
-        Some(la) if any_consensus => {
-            // The liquid EMA runs the chain's `exp` where inputs do not repeat: computed once,
-            // kept in the scratch matrix, read back for the dividends.
-            let ema = liquid_ema(w, prev, inp.consensus, la, n, inp.ema);
-            let dividers = sparse::column_dividers(&ema.col_sums);
-            let m = &*ema.m;
-            (0..m.rows())
-                .into_par_iter()
-                .map(|i| {
-                    let (cols, vals) = m.row(i);
-                    finish.row(i, &dividers, cols.len(), |row| {
-                        for (&j, &b) in cols.iter().zip(vals) {
-                            row.add(j, b);
-                        }
-                    })
-                })
-                .collect()
-        }
-        _ => {
-            // The fixed EMA is a few operations per entry: computed twice (once for the column
-            // sums, once for the dividends and the stored rows) it never needs a matrix of its
-            // own.
-            let new_ema = || {
-                FixedEma::new(
-                    inp.alpha,
-                    |_, v| v,
-                    |_, b| I32F32::from_u16_proportion(b),
-                    n,
-                )
-            };
-            let col_sums = (0..w.rows())
-                .into_par_iter()
-                .fold(
-                    || (new_ema(), vec![I32F32::ZERO; n]),
-                    |(mut ema, mut sums), i| {
-                        ema.row(w, prev, i, |j, v| {
-                            if let Some(s) = sums.get_mut(usize::from(j)) {
-                                *s = s.saturating_add(v);
-                            }
-                        });
-                        (ema, sums)
-                    },
-                )
-                .map(|(_, sums)| sums)
-                .reduce(|| vec![I32F32::ZERO; n], add_columns);
-            let dividers = sparse::column_dividers(&col_sums);
-            (0..w.rows())
-                .into_par_iter()
-                .map_init(new_ema, |ema, i| {
-                    let max_len = w.row(i).0.len() + prev.row(i).0.len();
-                    finish.row(i, &dividers, max_len, |row| {
-                        ema.row(w, prev, i, |j, b| row.add(j, b));
-                    })
-                })
-                .collect()
-        }
+    // The new bonds are written once, with their column sums (the divisors of the dividends'
+    // column normalisation), then read back row by row on every core.
+    let ema = match liquid {
+        Some(la) if any_consensus => liquid_ema(w, prev, inp.consensus, la, n, inp.ema),
+        _ => ema_rows(
+            w,
+            |_, v| v,
+            prev,
+            |_, b| I32F32::from_u16_proportion(b),
+            inp.alpha,
+            n,
+            inp.ema,
+        ),
     };
+    let dividers = sparse::column_dividers(&ema.col_sums);
+    let m = &*ema.m;
+    let rows: Vec<(I32F32, Vec<(u16, u16)>)> = (0..m.rows())
+        .into_par_iter()
+        .map(|i| {
+            let (cols, vals) = m.row(i);
+            finish.row(i, &dividers, cols.len(), |row| {
+                for (&j, &b) in cols.iter().zip(vals) {
+                    row.add(j, b);
+                }
+            })
+        })
+        .collect();
     Yuma3Finish::outputs(rows)
 }
 
