@@ -93,6 +93,7 @@ fn input(yuma3: bool, liquid_alpha: bool) -> EpochInput {
             validator_permit: (0..N).map(|i| i < VALIDATORS).collect(),
             weights,
             bonds: vec![Vec::new(); n],
+            live_commit_block: Vec::new(),
         },
     }
 }

@@ -89,6 +89,7 @@ fn input() -> impl Strategy<Value = EpochInput> {
                     validator_permit: permit,
                     weights,
                     bonds,
+                    live_commit_block: Vec::new(),
                 }
             });
         (params, state).prop_map(|(params, state)| EpochInput { params, state })
@@ -254,6 +255,7 @@ fn small() -> EpochInput {
             validator_permit: vec![true, false],
             weights: vec![vec![(1, 65535)], vec![]],
             bonds: vec![vec![], vec![]],
+            live_commit_block: Vec::new(),
         },
     }
 }

@@ -31,7 +31,8 @@ pub fn validate(input: &EpochInput) -> Result<usize, EpochError> {
     Ok(n)
 }
 
-/// The checks that need no pass over the matrices: `n`, every vector's length, the owner.
+/// The checks that need no pass over the matrices: `n`, every vector's length (the optional
+/// `live_commit_block` may also be empty), the owner.
 fn validate_shape(input: &EpochInput) -> Result<usize, EpochError> {
     let p = &input.params;
     let s = &input.state;
@@ -51,6 +52,15 @@ fn validate_shape(input: &EpochInput) -> Result<usize, EpochError> {
         if len != n {
             return Err(EpochError::WrongLength { field, len, n: p.n });
         }
+    }
+    // Optional: empty means no live commits (commit-reveal off), otherwise one per UID.
+    let commits = s.live_commit_block.len();
+    if commits != 0 && commits != n {
+        return Err(EpochError::WrongLength {
+            field: "live_commit_block",
+            len: commits,
+            n: p.n,
+        });
     }
     if let Some(uid) = p.owner_uid
         && uid >= p.n
@@ -150,10 +160,11 @@ fn strictly_increasing(entries: &[(u64, u16)]) -> bool {
 }
 
 /// Step 5's weight matrix: rows of validators with a previous permit, without self-weights (the
-/// owner's kept) and without weights set before the target registered, each row divided by its
-/// sum (`inplace_row_normalize_sparse`), built straight into one flat buffer, runs of rows on
-/// several cores. Every stored row is checked as it is read; the first bad row in row order is
-/// the one reported, as [`validate`] reports it.
+/// owner's kept), without weights set before the target registered and, with commit-reveal's
+/// anti-sniping mask, without weights of a validator holding a live commit older than the
+/// target's registration; each row divided by its sum (`inplace_row_normalize_sparse`), built
+/// straight into one flat buffer, runs of rows on several cores. Every stored row is checked as
+/// it is read; the first bad row in row order is the one reported, as [`validate`] reports it.
 fn masked_weights(
     s: &EpochState,
     prev_permit: &[bool],
@@ -183,6 +194,12 @@ fn masked_weights(
 }
 
 /// One row of [`masked_weights`] into `out`; returns whether its uids strictly increase.
+///
+/// The masks, in the chain's order (`epoch_mechanism`), all before the row is normalised: the
+/// diagonal, then outdated weights (`last_update[i] <= block_at_registration[j]`), then, when
+/// `i` has a live commit, the commit-reveal mask (`live_commit_block[i] <
+/// block_at_registration[j]`). The chain marks "no live commit" as `u64::MAX`, which no
+/// registration block exceeds; so does this.
 #[inline]
 fn masked_weight_row(
     s: &EpochState,
@@ -192,6 +209,12 @@ fn masked_weight_row(
     out: &mut RowSink<'_, I32F32>,
 ) -> bool {
     let updated = s.last_update.get(i).copied().unwrap_or(0);
+    let committed = s
+        .live_commit_block
+        .get(i)
+        .copied()
+        .flatten()
+        .unwrap_or(u64::MAX);
     // The chain sums the row in I32F32 (saturating); the values are integers, so an integer sum
     // saturated once at the end is the same number.
     let mut total = 0u64;
@@ -204,8 +227,8 @@ fn masked_weight_row(
             continue;
         };
         let ju = usize::from(j16);
-        let keep = (ju != i || Some(i) == owner)
-            && updated > s.block_at_registration.get(ju).copied().unwrap_or(0);
+        let registered = s.block_at_registration.get(ju).copied().unwrap_or(0);
+        let keep = (ju != i || Some(i) == owner) && updated > registered && committed >= registered;
         if keep {
             out.push(j16, I32F32::from_u16(v));
             total += u64::from(v);

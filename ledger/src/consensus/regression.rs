@@ -135,6 +135,8 @@ fn input(rng: &mut Rng, n: u64, validators: u64) -> EpochInput {
                 }
             })
             .collect(),
+        // Left out, as the fingerprint was recorded before the field existed.
+        live_commit_block: Vec::new(),
     };
     debug_assert_eq!(state.stake.len(), len);
     EpochInput { params, state }

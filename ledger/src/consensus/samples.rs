@@ -5,6 +5,10 @@
 //! (running `agora consensus epoch`), so both check the same expectations the same way. Carry rules
 //! are the file's: `bonds` and `validator_permit` come from the previous epoch's output; stake,
 //! weights, last_update and block_at_registration carry over unless an epoch restates them.
+//! `live_commit_block` (commit-reveal's anti-sniping input, absent = no live commits) is an input
+//! like those, never taken from an output: the initial state or an epoch states it and later
+//! epochs keep it until one restates it (`[]` turns it off); cases with commits state it in every
+//! epoch, since commits expire.
 //!
 //! Anything the replay does not understand (an unknown epoch field or expectation) is reported as
 //! a failure rather than skipped, so a new kind of expectation can never pass silently.
@@ -160,6 +164,7 @@ const EPOCH_KEYS: &[&str] = &[
     "bonds_override_rows",
     "validator_permit_override",
     "bonds_remove_columns",
+    "live_commit_block",
 ];
 
 /// Replays one case through `run` (the library or the binary), epoch by epoch.
@@ -181,6 +186,7 @@ where
         validator_permit: field(init, "validator_permit", &id)?,
         weights: field(init, "weights", &id)?,
         bonds: field(init, "bonds", &id)?,
+        live_commit_block: opt_field(init, "live_commit_block", &id)?.unwrap_or_default(),
     };
     let epochs: Vec<Value> = field(case, "epochs", &id)?;
     let mut report = CaseReport {
@@ -214,6 +220,9 @@ where
         }
         if let Some(v) = opt_field(epoch, "block_at_registration", &id)? {
             state.block_at_registration = v;
+        }
+        if let Some(v) = opt_field(epoch, "live_commit_block", &id)? {
+            state.live_commit_block = v;
         }
         apply_overrides(epoch, &mut state, &id)?;
         let input = EpochInput {

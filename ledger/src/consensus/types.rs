@@ -91,6 +91,15 @@ pub struct EpochState {
     pub weights: Vec<SparseRow>,
     /// Bond rows as stored by the previous epoch.
     pub bonds: Vec<SparseRow>,
+    /// Commit-reveal's anti-sniping input (spec 2.3 step 5): per UID, the block of its oldest
+    /// weight commit that has not expired at this epoch, or `null` when it has none. The epoch
+    /// ignores `weights[i][j]` when `live_commit_block[i]` is earlier than
+    /// `block_at_registration[j]`: a validator that committed before `j` registered must not
+    /// point weights at the newcomer until that commit is revealed or expires. Empty (or left
+    /// out) means no UID has a live commit, as when commit-reveal is off; otherwise one entry
+    /// per UID.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live_commit_block: Vec<Option<u64>>,
 }
 
 /// One epoch's result: what the chain persists, in its storage units.

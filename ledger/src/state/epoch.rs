@@ -109,39 +109,24 @@ impl LedgerState {
         }
     }
 
-    /// The weight rows as the epoch reads them: each neuron's stored row, less the entries the
-    /// chain's commit-reveal mask drops (spec 2.3 step 5, `epoch/run_epoch.rs`). With commit-reveal
-    /// on, validator `i`'s *live commit block* is the block of the oldest commit in its queue that
-    /// has not expired at this epoch (the epoch that runs now counts, as on the chain, where the
-    /// epoch counter is advanced before the epoch reads the queues); `W[i][j]` is dropped when that
-    /// block is earlier than `j`'s registration block, so a validator holding a commit made before
-    /// `j` registered gives `j` nothing until the commit is revealed or expires. The chain applies
-    /// the mask after its other masks and before row normalisation; all of them only remove
-    /// entries, so removing these before [`consensus::run_epoch`] is the same computation.
-    fn epoch_weights(&self, s: &super::Subnet) -> Vec<Vec<(u64, u16)>> {
-        let row = |r: &[(u16, u16)]| -> Vec<(u64, u16)> {
-            r.iter().map(|(u, v)| (u64::from(*u), *v)).collect()
-        };
+    /// Commit-reveal's input to the epoch (spec 2.3 step 5, `epoch/run_epoch.rs`): with
+    /// commit-reveal on, each neuron's *live commit block*, the block of the oldest commit in its
+    /// queue that has not expired at this epoch (the epoch that runs now counts, as on the chain,
+    /// where the epoch counter is advanced before the epoch reads the queues), or `None`. The
+    /// epoch then drops `W[i][j]` when that block is earlier than `j`'s registration block, so a
+    /// validator holding a commit made before `j` registered gives `j` nothing until the commit is
+    /// revealed or expires ([`consensus::EpochState::live_commit_block`]). Empty with
+    /// commit-reveal off: no mask at all, as on the chain.
+    fn live_commit_blocks(&self, s: &super::Subnet) -> Vec<Option<u64>> {
         if !s.hyperparameters.commit_reveal_enabled {
-            return s.neurons.iter().map(|n| row(&n.weights)).collect();
+            return Vec::new();
         }
         let now = s.weights_epoch(self.height);
-        let registered: Vec<u64> = s.neurons.iter().map(|n| n.registered_at).collect();
         s.neurons
             .iter()
             .map(|n| {
                 let (_, live) = split_expired(s.weight_commits(&n.hotkey), now);
-                let Some(commit_block) = live.first().map(|c| c.block) else {
-                    return row(&n.weights);
-                };
-                n.weights
-                    .iter()
-                    .filter(|(j, _)| {
-                        let reg = registered.get(usize::from(*j)).copied().unwrap_or(0);
-                        commit_block >= reg
-                    })
-                    .map(|(u, v)| (u64::from(*u), *v))
-                    .collect()
+                live.first().map(|c| c.block)
             })
             .collect()
     }
@@ -182,8 +167,9 @@ impl LedgerState {
                 block_at_registration: s.neurons.iter().map(|n| n.registered_at).collect(),
                 last_update: s.neurons.iter().map(|n| n.last_update).collect(),
                 validator_permit: s.neurons.iter().map(|n| n.validator_permit).collect(),
-                weights: self.epoch_weights(s),
+                weights: s.neurons.iter().map(|n| row(&n.weights)).collect(),
                 bonds: s.neurons.iter().map(|n| row(&n.bonds)).collect(),
+                live_commit_block: self.live_commit_blocks(s),
             },
         })
     }
