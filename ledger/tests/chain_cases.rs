@@ -130,3 +130,63 @@ fn bonds_rows_compare_whole_rows() {
     let report = replay(&zero_entry);
     assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
 }
+
+/// The commit-reveal cases hinge on `live_commit_block`: without it (commit-reveal off) the
+/// validator's weight reaches the newly registered uids and they earn incentive, so each case
+/// fails on exactly the uids its chain test says are masked. Also the carry rule: an epoch that
+/// does not restate `live_commit_block` keeps the previous one.
+#[test]
+fn commit_reveal_cases_fail_without_their_live_commits() {
+    let replay = |case: &serde_json::Value| {
+        samples::replay_case(case, |input| run_epoch(input).map_err(|e| e.to_string()))
+            .expect("well formed")
+    };
+    for (id, masked) in [
+        (
+            "test_epoch_masks_incoming_to_sniped_uid_prevents_inheritance",
+            &["incentive_u16[2]"][..],
+        ),
+        (
+            "test_epoch_does_not_mask_outside_window_but_masks_inside",
+            &["incentive_u16[2]", "incentive_u16[3]"][..],
+        ),
+    ] {
+        let case = samples::cases(CASES)
+            .expect("chain case file parses")
+            .into_iter()
+            .find(|c| c["id"] == id)
+            .expect("case present");
+        assert!(replay(&case).passed(), "{id}");
+
+        let mut stripped = case.clone();
+        for epoch in stripped["epochs"].as_array_mut().expect("epochs") {
+            epoch
+                .as_object_mut()
+                .expect("epoch object")
+                .remove("live_commit_block");
+        }
+        let report = replay(&stripped);
+        assert_eq!(
+            report.failures.len(),
+            masked.len(),
+            "{id}: {:?}",
+            report.failures
+        );
+        for (failure, uid) in report.failures.iter().zip(masked) {
+            assert!(failure.contains(uid), "{id}: {failure}");
+        }
+
+        // Stated once in the first epoch, it carries to the later ones.
+        let mut carried = case;
+        let epochs = carried["epochs"].as_array_mut().expect("epochs");
+        let last = epochs.last().expect("an epoch")["live_commit_block"].clone();
+        for epoch in epochs.iter_mut() {
+            epoch
+                .as_object_mut()
+                .expect("epoch object")
+                .remove("live_commit_block");
+        }
+        epochs[0]["live_commit_block"] = last;
+        assert!(replay(&carried).passed(), "{id}: carried live_commit_block");
+    }
+}

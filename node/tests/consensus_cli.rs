@@ -161,6 +161,28 @@ fn wrong_lengths_exit_2() {
     let mut v = valid();
     v["state"]["weights"] = json!([[], [], [], []]);
     assert_malformed(v.to_string().as_bytes(), "weights");
+    let mut v = valid();
+    v["state"]["live_commit_block"] = json!([5, null]);
+    assert_malformed(v.to_string().as_bytes(), "live_commit_block");
+    let mut v = valid();
+    v["state"]["live_commit_block"] = json!([5, "x", null]);
+    assert_malformed(v.to_string().as_bytes(), "malformed input");
+}
+
+/// Commit-reveal's anti-sniping input: uid 2 registered at block 50, after the validator's live
+/// commit (block 10), so the validator's weight on it does not count; `null` (no live commit)
+/// or leaving the field out leaves it counted.
+#[test]
+fn a_live_commit_older_than_a_registration_masks_the_weight_through_the_command() {
+    let mut v = valid();
+    v["state"]["block_at_registration"] = json!([0, 0, 50]);
+    let unmasked = run_through_binary(&v).expect("valid input succeeds");
+    assert!(unmasked.incentive_u16[2] > 0);
+    v["state"]["live_commit_block"] = json!([null, null, null]);
+    assert_eq!(run_through_binary(&v), Ok(unmasked));
+    v["state"]["live_commit_block"] = json!([10, null, null]);
+    let masked = run_through_binary(&v).expect("valid input succeeds");
+    assert_eq!(masked.incentive_u16, vec![0, 65535, 0]);
 }
 
 #[test]
