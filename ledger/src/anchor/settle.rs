@@ -25,6 +25,7 @@ use crate::store::{AnchoredEpoch, ReceiptStore, StoreError, StoredReceipt};
 use agora_protocols::codec::{self, CodecError};
 use agora_protocols::{ContentId, MerkleTree, PublicKey, Receipt, SecretKey};
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 
 /// Derive-key context of a receipt leaf.
 pub const RECEIPT_LEAF_CONTEXT: &str = "agora 2026-11 anchor receipt leaf v1";
@@ -551,4 +552,131 @@ pub fn replay_to<L: TxLog>(
         }
     }
     Ok(state)
+}
+
+/// States a follower of the log keeps to settle from: each is the ledger just before one of a
+/// subnet's epoch blocks (height `end_block - 1`), the state [`settle`] needs.
+///
+/// Settling from a kept state instead of [`replay_to`] makes an epoch's settlement cost
+/// independent of the chain's age: a replay from genesis per epoch grows with the height, and the
+/// total work with its square. A kept state is the follower's own state, reached by applying the
+/// log's blocks in order from genesis exactly as [`replay_to`] does, so an anchor built from it is
+/// the anchor built from [`replay_to`] at that height. States are keyed by height, not by epoch, so
+/// a tempo change between keeping and settling can only miss (and fall back to a replay), never
+/// hand over the wrong state.
+///
+/// At most `keep` states are held, the newest. A follower that settles the latest ended epoch after
+/// each catch-up needs two: the ended epoch's, and the next one's when the catch-up stopped right
+/// before the next epoch block.
+#[derive(Debug, Clone)]
+pub struct EpochSnapshots {
+    subnet: u16,
+    keep: usize,
+    /// Epochs up to this one are settled: their states are not kept.
+    settled_through: Option<u64>,
+    /// Oldest first, heights increasing.
+    states: VecDeque<LedgerState>,
+}
+
+impl EpochSnapshots {
+    /// Keeps up to `keep` (at least one) states of `subnet`.
+    pub fn new(subnet: u16, keep: usize) -> Self {
+        let keep = keep.max(1);
+        Self {
+            subnet,
+            keep,
+            settled_through: None,
+            states: VecDeque::with_capacity(keep),
+        }
+    }
+
+    /// Epochs up to and including `epoch` are settled: drops their states and keeps none of them
+    /// from now on (a restart replays from genesis through every settled epoch, and cloning the
+    /// state at each of them would be wasted).
+    pub fn settled_through(&mut self, epoch: u64) {
+        self.settled_through = Some(self.settled_through.map_or(epoch, |e| e.max(epoch)));
+        let subnet = self.subnet;
+        self.states
+            .retain(|s| Self::epoch_ending_after(s, subnet).is_some_and(|e| e > epoch));
+    }
+
+    /// The epoch whose consensus runs in the block after `state`, if the subnet exists and that
+    /// block is one of its epoch blocks.
+    fn epoch_ending_after(state: &LedgerState, subnet: u16) -> Option<u64> {
+        let next = state.height().checked_add(1)?;
+        let s = state.subnet(subnet)?;
+        s.is_epoch_block(next).then(|| s.epoch_index(next))
+    }
+
+    /// Keeps a copy of `state` if the next block runs the subnet's epoch and that epoch is not
+    /// settled yet, dropping the oldest state past `keep`; true if it kept one. Seeing the same
+    /// height twice keeps it once.
+    pub fn observe(&mut self, state: &LedgerState) -> bool {
+        let Some(epoch) = Self::epoch_ending_after(state, self.subnet) else {
+            return false;
+        };
+        if self.settled_through.is_some_and(|e| epoch <= e)
+            || self
+                .states
+                .back()
+                .is_some_and(|s| s.height() >= state.height())
+        {
+            return false;
+        }
+        if self.states.len() >= self.keep {
+            self.states.pop_front();
+        }
+        self.states.push_back(state.clone());
+        true
+    }
+
+    /// The kept state at `height`, if any.
+    pub fn at(&self, height: u64) -> Option<&LedgerState> {
+        self.states.iter().find(|s| s.height() == height)
+    }
+
+    /// The kept state to settle `window`'s epoch from (height `end_block - 1`), if any.
+    pub fn before_end(&self, window: &EpochWindow) -> Option<&LedgerState> {
+        self.at(window.end_block.checked_sub(1)?)
+    }
+
+    /// Heights of the kept states, oldest first.
+    pub fn heights(&self) -> Vec<u64> {
+        self.states.iter().map(LedgerState::height).collect()
+    }
+}
+
+/// Brings `state` up to the log's last block like [`crate::log::catch_up`] (each block checked to
+/// chain to the one before, `prev_hash` being the hash of the block `state` is at), showing
+/// `snapshots` the state before the first block and after every block applied, so it keeps the
+/// states to settle from on the way. Returns the new last block hash and the blocks applied.
+pub fn catch_up_keeping<L: TxLog>(
+    log: &mut L,
+    state: &mut LedgerState,
+    mut prev_hash: [u8; 32],
+    batch: usize,
+    snapshots: &mut EpochSnapshots,
+) -> Result<([u8; 32], u64), SettleError> {
+    snapshots.observe(state);
+    let mut applied = 0u64;
+    loop {
+        let blocks = log
+            .blocks_from(state.height() + 1, batch.max(1))
+            .map_err(|e| SettleError::Log(e.to_string()))?;
+        if blocks.is_empty() {
+            return Ok((prev_hash, applied));
+        }
+        for block in blocks {
+            if block.prev_hash != prev_hash {
+                return Err(SettleError::Log(format!(
+                    "block {} does not chain to the previous block",
+                    block.height
+                )));
+            }
+            state.apply_block_bytes(block.height, &block.txs)?;
+            prev_hash = block.hash;
+            applied += 1;
+            snapshots.observe(state);
+        }
+    }
 }

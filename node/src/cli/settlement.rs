@@ -13,12 +13,19 @@
 //!
 //! Only the latest ended epoch is settled. Epochs that ended while the miner was down lose
 //! nothing: an anchor folds every countersigned receipt not anchored before.
+//!
+//! An epoch is settled from the ledger just before its last block. The settler keeps that state
+//! as it follows the log ([`EpochSnapshots`]: a copy taken when it reaches the height, at most two
+//! held), so settling costs the same at any chain age; replaying the log from genesis per epoch
+//! would grow with the height. A restart replays from genesis anyway and keeps the states on the
+//! way; the replay ([`replay_to`]) remains only for an epoch no state was kept for.
 
 use super::chain::{ChainSession, is_fatal, outbox_dir};
 use super::ledger::LedgerPaths;
+use agora_ledger::anchor::settle::{EpochSnapshots, catch_up_keeping};
 use agora_ledger::anchor::{Journal, SignedAnchor, epoch_window, replay_to, settle};
 use agora_ledger::chain::{Outbox, Submission};
-use agora_ledger::log::{GENESIS_PREV_HASH, LocalLog, catch_up};
+use agora_ledger::log::{GENESIS_PREV_HASH, LocalLog};
 use agora_ledger::state::{LedgerGenesis, LedgerState};
 use agora_ledger::store::ReceiptStore;
 use agora_protocols::SecretKey;
@@ -32,6 +39,10 @@ use std::time::Duration;
 
 /// How often the settler looks at the ledger.
 const POLL: Duration = Duration::from_millis(500);
+
+/// Ledger states kept to settle from: the latest ended epoch's, and the next one's when a
+/// catch-up stops right before its epoch block.
+const SNAPSHOTS: usize = 2;
 
 /// The chain submission that anchors `anchor`.
 pub fn anchor_submission(anchor: &SignedAnchor) -> Submission {
@@ -55,6 +66,8 @@ pub struct Settler {
     /// The ledger as far as read, and the hash of its last block.
     state: LedgerState,
     prev_hash: [u8; 32],
+    /// The states just before the epoch blocks not settled yet, to settle from.
+    snapshots: EpochSnapshots,
     reader: Option<LocalLog>,
     /// With a chain: the session that keeps the mirror in step, and the outbox anchors wait in.
     chain: Option<(ChainSession, Outbox)>,
@@ -92,6 +105,10 @@ impl Settler {
             .filter(|e| e.anchorer == me && e.subnet == subnet)
             .map(|e| e.epoch)
             .max();
+        let mut snapshots = EpochSnapshots::new(subnet, SNAPSHOTS);
+        if let Some(epoch) = last_settled {
+            snapshots.settled_through(epoch);
+        }
         let log_path = ledger.log_path()?;
         let chain = if ledger.chain.enabled() {
             if ledger.chain.signer()?.is_none() {
@@ -111,6 +128,7 @@ impl Settler {
             state: genesis.clone(),
             genesis,
             prev_hash: GENESIS_PREV_HASH,
+            snapshots,
             reader: None,
             chain,
             last_settled,
@@ -198,8 +216,14 @@ impl Settler {
         let Some(reader) = self.reader.as_mut() else {
             return Ok(false);
         };
-        let (hash, _) = catch_up(reader, &mut self.state, self.prev_hash, 256)
-            .context("replaying the ledger log")?;
+        let (hash, _) = catch_up_keeping(
+            reader,
+            &mut self.state,
+            self.prev_hash,
+            256,
+            &mut self.snapshots,
+        )
+        .context("replaying the ledger log")?;
         self.prev_hash = hash;
         Ok(true)
     }
@@ -215,11 +239,23 @@ impl Settler {
 
     fn settle(&mut self, epoch: u64) -> anyhow::Result<()> {
         let window = epoch_window(&self.state, self.subnet, epoch)?;
-        let mut log = LocalLog::open_read_only(&self.log_path)?;
-        let before_end = replay_to(&mut log, self.genesis.clone(), window.end_block - 1)?;
+        let replayed;
+        let before_end = match self.snapshots.before_end(&window) {
+            Some(kept) => kept,
+            None => {
+                eprintln!(
+                    "note: no ledger state kept at block {} to settle epoch {epoch} from; \
+                     replaying the log from genesis",
+                    window.end_block - 1
+                );
+                let mut log = LocalLog::open_read_only(&self.log_path)?;
+                replayed = replay_to(&mut log, self.genesis.clone(), window.end_block - 1)?;
+                &replayed
+            }
+        };
         let done = settle(
             &self.store,
-            &before_end,
+            before_end,
             self.subnet,
             epoch,
             &self.key,
@@ -231,6 +267,7 @@ impl Settler {
             outbox.push(&anchor_submission(&done.anchor))?;
         }
         self.last_settled = Some(epoch);
+        self.snapshots.settled_through(epoch);
         let r = done.anchor.record();
         let mut out = std::io::stdout();
         let _ = writeln!(
