@@ -198,15 +198,16 @@ impl<T: Copy> Csr<T> {
         self.open_sorted = true;
         self.open_next = 0;
         self.rewrite_runs(init, |state, i, _, cols, vals| {
-            let mut sink = RowSink {
-                cols,
-                vals,
-                len: 0,
-                next: 0,
-                sorted: true,
-            };
+            let mut sink = RowSink { cols, vals, len: 0 };
             f(state, i, &mut sink);
-            (sink.len, sink.sorted)
+            let len = sink.len;
+            // Checked once the row is written, in one branch-free pass over a row in cache.
+            let written = sink.cols.get(..len).unwrap_or_default();
+            let sorted = written
+                .iter()
+                .zip(written.get(1..).unwrap_or_default())
+                .fold(true, |ok, (a, b)| ok & (a < b));
+            (len, sorted)
         })
     }
 
@@ -344,21 +345,17 @@ pub struct RowSink<'a, T> {
     cols: &'a mut [u16],
     vals: &'a mut [T],
     len: usize,
-    next: u32,
-    sorted: bool,
 }
 
 impl<T> RowSink<'_, T> {
     /// Appends `(j, v)`; entries past the row's announced length are dropped (never happens when
     /// the caller's bound is right).
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, j: u16, v: T) {
         if let (Some(c), Some(x)) = (self.cols.get_mut(self.len), self.vals.get_mut(self.len)) {
             *c = j;
             *x = v;
             self.len += 1;
-            self.sorted &= u32::from(j) >= self.next;
-            self.next = u32::from(j) + 1;
         }
     }
 
