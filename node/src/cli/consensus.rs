@@ -21,6 +21,8 @@ pub enum ConsensusCommand {
     ///
     /// Feed each output's `bonds` and `validator_permit` into the next input to run a sequence.
     /// Malformed input (not JSON, missing fields, wrong lengths, uid >= n) exits with code 2.
+    /// Optional `state.live_commit_block` ([block or null; n], each UID's oldest live weight
+    /// commit) applies commit-reveal's anti-sniping mask; see docs/protocol.md.
     Epoch,
     /// Replay a sample file (schema yuma-vectors/1, e.g. spec/yuma_samples.json) and report
     /// which expectations hold. Exits 1 if any case fails.
