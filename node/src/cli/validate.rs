@@ -68,6 +68,11 @@ pub struct ValidateArgs {
     /// How often the ledger is read, in milliseconds.
     #[arg(long, default_value_t = 250, value_name = "MS")]
     pub ledger_poll_ms: u64,
+    /// With a chain: least time between two chain rounds (sending the outbox, mirroring new final
+    /// blocks over JSON-RPC), in milliseconds. The ledger is still read every `--ledger-poll-ms`;
+    /// a weights transaction is sent at once. Public RPCs with 12 s blocks need no faster.
+    #[arg(long, default_value_t = 1_000, value_name = "MS")]
+    pub chain_poll_ms: u64,
     /// Where the pending commit is kept [default: ~/.agora/validator/<hotkey>].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -159,6 +164,8 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                 outbox: Outbox::open(&outbox_dir(&log_path_for_chain))?,
                 in_flight: None,
                 refusals: std::collections::VecDeque::new(),
+                every: Duration::from_millis(args.chain_poll_ms),
+                last_round: None,
             })
         } else {
             None
@@ -390,6 +397,18 @@ struct ChainSink {
     in_flight: Option<InFlight>,
     /// Recent refusals: (height, index in block, why).
     refusals: std::collections::VecDeque<(u64, usize, TxError)>,
+    /// Least time between two rounds (`--chain-poll-ms`): each round is a few RPC calls, and the
+    /// ledger is polled far more often than a public chain makes blocks.
+    every: Duration,
+    /// When the last round started.
+    last_round: Option<Instant>,
+}
+
+impl ChainSink {
+    /// Whether a round is due: none yet, or `every` passed since the last one.
+    fn due(&self) -> bool {
+        self.last_round.is_none_or(|t| t.elapsed() >= self.every)
+    }
 }
 
 /// A transaction sent to the chain and not yet seen final.
@@ -452,7 +471,9 @@ impl LedgerLoop {
 
     /// One step: catch up, decide, and write if the plan says so.
     fn tick(&mut self) -> anyhow::Result<()> {
-        self.chain_round()?;
+        if self.chain.as_ref().is_some_and(ChainSink::due) {
+            self.chain_round()?;
+        }
         if !self.catch_up()? {
             return Ok(());
         }
@@ -536,6 +557,7 @@ impl LedgerLoop {
         let Some(chain) = &mut self.chain else {
             return Ok(());
         };
+        chain.last_round = Some(Instant::now());
         match chain.session.round(Some(&chain.outbox)) {
             Ok(round) => {
                 if let Some((_, reason)) = round.flushed.failed.first()
