@@ -101,41 +101,77 @@ pub enum SchedulerError {
     BatchFailed(String),
 }
 
-/// Counters, for capability adverts (queue depth) and metrics.
+/// What became of the requests a worker queued: counted alike by the embedding scheduler and the
+/// generation batcher, so that adverts (queue depth) and metrics read both the same way.
 #[derive(Debug, Default)]
-pub struct SchedulerStats {
+pub struct RequestCounters {
     queued: AtomicUsize,
-    batches: AtomicU64,
     served: AtomicU64,
     expired: AtomicU64,
     cancelled: AtomicU64,
     rejected: AtomicU64,
 }
 
-impl SchedulerStats {
-    /// Requests accepted and not yet taken by the worker.
+impl RequestCounters {
+    /// Requests accepted and waiting for the worker.
     pub fn queued(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
     }
-    /// Batches run so far.
-    pub fn batches(&self) -> u64 {
-        self.batches.load(Ordering::Relaxed)
-    }
-    /// Requests that went through the model.
+    /// Requests answered.
     pub fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
     }
-    /// Requests dropped by the worker because their deadline had passed.
+    /// Requests dropped because their deadline passed.
     pub fn expired(&self) -> u64 {
         self.expired.load(Ordering::Relaxed)
     }
-    /// Requests skipped because their caller had gone.
+    /// Requests dropped because their caller went away.
     pub fn cancelled(&self) -> u64 {
         self.cancelled.load(Ordering::Relaxed)
     }
     /// Requests refused with [`SchedulerError::Busy`].
     pub fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn enqueued(&self) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn dequeued(&self) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub(crate) fn set_queued(&self, waiting: usize) {
+        self.queued.store(waiting, Ordering::Relaxed);
+    }
+    pub(crate) fn add_served(&self, count: u64) {
+        self.served.fetch_add(count, Ordering::Relaxed);
+    }
+    pub(crate) fn add_expired(&self, count: u64) {
+        self.expired.fetch_add(count, Ordering::Relaxed);
+    }
+    pub(crate) fn add_cancelled(&self, count: u64) {
+        self.cancelled.fetch_add(count, Ordering::Relaxed);
+    }
+    pub(crate) fn add_rejected(&self, count: u64) {
+        self.rejected.fetch_add(count, Ordering::Relaxed);
+    }
+}
+
+/// Counters of the embedding scheduler, for capability adverts (queue depth) and metrics.
+#[derive(Debug, Default)]
+pub struct SchedulerStats {
+    requests: RequestCounters,
+    batches: AtomicU64,
+}
+
+impl SchedulerStats {
+    /// What became of the requests.
+    pub fn requests(&self) -> &RequestCounters {
+        &self.requests
+    }
+    /// Batches run so far.
+    pub fn batches(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
     }
 }
 
@@ -221,14 +257,14 @@ impl<I, O> Scheduler<I, O> {
             reply,
         };
         // Count before sending: the worker may take the job (and decrement) before try_send returns.
-        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        self.stats.requests.enqueued();
         let state = match self.tx.try_send(job) {
             Ok(()) => TicketState::Waiting(rx),
             Err(e) => {
-                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                self.stats.requests.dequeued();
                 match e {
                     TrySendError::Full(_) => {
-                        self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                        self.stats.requests.add_rejected(1);
                         TicketState::Done(Some(SchedulerError::Busy))
                     }
                     TrySendError::Disconnected(_) => {
@@ -362,11 +398,11 @@ where
     }
 
     fn admit(&self, job: Job<I, O>, jobs: &mut Vec<Job<I, O>>) {
-        self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+        self.stats.requests.dequeued();
         if job.reply.is_closed() {
-            self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+            self.stats.requests.add_cancelled(1);
         } else if Instant::now() >= job.deadline {
-            self.stats.expired.fetch_add(1, Ordering::Relaxed);
+            self.stats.requests.add_expired(1);
             let _ = job.reply.send(Err(SchedulerError::DeadlineExceeded));
         } else {
             jobs.push(job);
@@ -376,9 +412,7 @@ where
     fn serve(&mut self, jobs: Vec<Job<I, O>>) {
         // Check again: a caller may have left while the batch was filling.
         let (live, gone): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| !j.reply.is_closed());
-        self.stats
-            .cancelled
-            .fetch_add(gone.len() as u64, Ordering::Relaxed);
+        self.stats.requests.add_cancelled(gone.len() as u64);
         if live.is_empty() {
             return;
         }
@@ -390,7 +424,7 @@ where
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         match outcome {
             Ok(outputs) if outputs.len() == count => {
-                self.stats.served.fetch_add(count as u64, Ordering::Relaxed);
+                self.stats.requests.add_served(count as u64);
                 for (reply, output) in replies.into_iter().zip(outputs) {
                     let _ = reply.send(Ok(output));
                 }

@@ -175,5 +175,5 @@ async fn scheduler_serves_the_real_model() {
         got.push(t.await.unwrap().unwrap());
     }
     check_all("scheduled", &refs[..20], &got);
-    assert_eq!(scheduler.stats().served(), 20);
+    assert_eq!(scheduler.stats().requests().served(), 20);
 }

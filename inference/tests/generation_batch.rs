@@ -224,7 +224,7 @@ async fn reference_prompts_batched_together_match_transformers_and_alone() {
         total_tokens += out.token_ids.len();
     }
     let stats = scheduler.stats();
-    assert_eq!(stats.served(), cases.len() as u64);
+    assert_eq!(stats.requests().served(), cases.len() as u64);
     assert_eq!(stats.tokens(), total_tokens as u64);
     assert!(
         stats.steps() < total_tokens as u64,
@@ -368,7 +368,7 @@ async fn a_dropped_ticket_frees_its_seat_at_the_next_step() {
     let out = second.await.unwrap();
     assert_eq!(out.token_ids.len(), 4);
     let stats = scheduler.stats();
-    assert_eq!(stats.cancelled(), 1);
+    assert_eq!(stats.requests().cancelled(), 1);
     assert!(
         stats.tokens() < 400,
         "the dropped request ran on: {} tokens",
@@ -379,11 +379,11 @@ async fn a_dropped_ticket_frees_its_seat_at_the_next_step() {
     let mut running = scheduler.submit_chat(&chat("Tell me a long story."), endless());
     assert!(running.next_text().await.is_some());
     let waiting = scheduler.submit_chat(&chat("Hello!"), endless());
-    assert_eq!(stats.queued(), 1);
+    assert_eq!(stats.requests().queued(), 1);
     drop(waiting);
     drop(running);
-    eventually("both are dropped", || stats.cancelled() == 3).await;
-    assert_eq!(stats.served(), 1);
+    eventually("both are dropped", || stats.requests().cancelled() == 3).await;
+    assert_eq!(stats.requests().served(), 1);
 }
 
 #[tokio::test]
@@ -397,7 +397,7 @@ async fn a_full_queue_answers_busy_at_once() {
         refused.await,
         Err(RequestError::Scheduler(SchedulerError::Busy))
     ));
-    assert_eq!(scheduler.stats().rejected(), 1);
+    assert_eq!(scheduler.stats().requests().rejected(), 1);
     drop((running, waiting));
 }
 
@@ -448,7 +448,7 @@ async fn deadlines_are_kept_while_waiting_and_while_running() {
         answer,
         Err(RequestError::Scheduler(SchedulerError::DeadlineExceeded))
     ));
-    assert!(scheduler.stats().expired() >= 1);
+    assert!(scheduler.stats().requests().expired() >= 1);
 }
 
 #[tokio::test]
@@ -489,7 +489,7 @@ async fn invalid_requests_are_refused_before_they_queue() {
         refused(scheduler.submit_chat(&chat("hi"), bad_sampling)).await,
         GenerationError::InvalidSampling(_)
     ));
-    assert_eq!(scheduler.stats().queued(), 0);
+    assert_eq!(scheduler.stats().requests().queued(), 0);
     assert_eq!(scheduler.stats().steps(), 0);
 }
 

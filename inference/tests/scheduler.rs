@@ -59,7 +59,7 @@ async fn answers_come_back_to_the_right_caller() {
     for (i, t) in (1..=20).zip(tickets) {
         assert_eq!(t.await.unwrap(), i * 10);
     }
-    assert_eq!(p.scheduler.stats().served(), 20);
+    assert_eq!(p.scheduler.stats().requests().served(), 20);
 }
 
 #[tokio::test]
@@ -111,9 +111,9 @@ async fn a_full_queue_answers_busy_at_once() {
     let p = probe(config().with_queue_capacity(3));
     let first = hold_worker(&p);
     let queued: Vec<_> = (1..=3).map(|i| p.scheduler.submit(i)).collect();
-    assert_eq!(p.scheduler.stats().queued(), 3);
+    assert_eq!(p.scheduler.stats().requests().queued(), 3);
     assert_eq!(p.scheduler.submit(99).await, Err(SchedulerError::Busy));
-    assert_eq!(p.scheduler.stats().rejected(), 1);
+    assert_eq!(p.scheduler.stats().requests().rejected(), 1);
     p.gate.send(()).unwrap();
     first.await.unwrap();
     for t in queued {
@@ -135,7 +135,7 @@ async fn an_expired_request_never_reaches_the_model() {
     first.await.unwrap();
     assert_eq!(late.await, Err(SchedulerError::DeadlineExceeded));
     assert_eq!(fine.await, Ok(80));
-    assert_eq!(p.scheduler.stats().expired(), 1);
+    assert_eq!(p.scheduler.stats().requests().expired(), 1);
     assert!(!p.batches.lock().unwrap().iter().flatten().any(|&x| x == 7));
 }
 
@@ -162,7 +162,7 @@ async fn a_dropped_ticket_skips_the_work() {
     assert_eq!(kept.await, Ok(90));
     let batches = p.batches.lock().unwrap().clone();
     assert_eq!(batches, vec![vec![0], vec![9]]);
-    assert_eq!(p.scheduler.stats().cancelled(), 1);
+    assert_eq!(p.scheduler.stats().requests().cancelled(), 1);
 }
 
 #[tokio::test]

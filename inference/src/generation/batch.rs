@@ -66,7 +66,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::model::{KvCache, LlamaConfig};
 use super::tokenizer::{ChatMessage, Tokenizer};
 use super::{Decoding, Generation, GenerationError, GenerationParams, Generator, TextGenerator};
-use crate::scheduler::{SchedulerConfig, SchedulerError};
+use crate::scheduler::{RequestCounters, SchedulerConfig, SchedulerError};
 
 /// Most prompt tokens prefilled in one step (a single longer prompt still runs, alone among the new
 /// ones): bounds how long one step, and so every running sequence's next token, can be held up by
@@ -88,23 +88,20 @@ pub enum RequestError {
     Generation(#[from] GenerationError),
 }
 
-/// Counters, for capability adverts (queue depth) and metrics.
+/// Counters of the generation batcher, for capability adverts (queue depth) and metrics.
 #[derive(Debug, Default)]
 pub struct GenerationStats {
-    queued: AtomicUsize,
+    requests: RequestCounters,
     active: AtomicUsize,
     steps: AtomicU64,
     tokens: AtomicU64,
-    served: AtomicU64,
-    expired: AtomicU64,
-    cancelled: AtomicU64,
-    rejected: AtomicU64,
 }
 
 impl GenerationStats {
-    /// Requests waiting for a seat in the batch.
-    pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+    /// What became of the requests (queued: waiting for a seat in the batch; expired and
+    /// cancelled: dropped while waiting or running).
+    pub fn requests(&self) -> &RequestCounters {
+        &self.requests
     }
     /// Sequences decoding now.
     pub fn active(&self) -> usize {
@@ -117,22 +114,6 @@ impl GenerationStats {
     /// Tokens generated so far, over all requests.
     pub fn tokens(&self) -> u64 {
         self.tokens.load(Ordering::Relaxed)
-    }
-    /// Requests answered with a generation.
-    pub fn served(&self) -> u64 {
-        self.served.load(Ordering::Relaxed)
-    }
-    /// Requests dropped because their deadline passed (waiting or running).
-    pub fn expired(&self) -> u64 {
-        self.expired.load(Ordering::Relaxed)
-    }
-    /// Requests dropped because their caller went away (waiting or running).
-    pub fn cancelled(&self) -> u64 {
-        self.cancelled.load(Ordering::Relaxed)
-    }
-    /// Requests refused with [`SchedulerError::Busy`].
-    pub fn rejected(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
     }
 }
 
@@ -334,14 +315,11 @@ impl GenerationScheduler {
             }
             if queue.waiting.len() >= shared.capacity {
                 drop(queue);
-                shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                shared.stats.requests.add_rejected(1);
                 return GenerationTicket::answered(Err(SchedulerError::Busy.into()), deadline);
             }
             queue.waiting.push_back(request);
-            shared
-                .stats
-                .queued
-                .store(queue.waiting.len(), Ordering::Relaxed);
+            shared.stats.requests.set_queued(queue.waiting.len());
         }
         shared.wake.notify_one();
         GenerationTicket {
@@ -530,7 +508,7 @@ impl<B: Backend> Active<B> {
 
     fn finish(mut self, shared: &Shared) {
         let generation = self.decoding.finish(&mut self.pending);
-        shared.stats.served.fetch_add(1, Ordering::Relaxed);
+        shared.stats.requests.add_served(1);
         let _ = self.done.send(Ok(Finished {
             generation,
             tail: self.pending,
@@ -553,7 +531,7 @@ impl<B: Backend> Drop for Worker<B> {
         let mut queue = self.shared.lock();
         queue.open = false;
         queue.waiting.clear();
-        self.shared.stats.queued.store(0, Ordering::Relaxed);
+        self.shared.stats.requests.set_queued(0);
     }
 }
 
@@ -641,10 +619,7 @@ impl<B: Backend> Worker<B> {
                 pending: String::new(),
             });
         }
-        self.shared
-            .stats
-            .queued
-            .store(queue.waiting.len(), Ordering::Relaxed);
+        self.shared.stats.requests.set_queued(queue.waiting.len());
         !active.is_empty() || queue.open || !queue.waiting.is_empty()
     }
 
@@ -654,17 +629,17 @@ impl<B: Backend> Worker<B> {
         let stats = &self.shared.stats;
         queue.waiting.retain_mut(|r| {
             if r.done.is_closed() {
-                stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                stats.requests.add_cancelled(1);
                 false
             } else if now >= r.deadline {
-                stats.expired.fetch_add(1, Ordering::Relaxed);
+                stats.requests.add_expired(1);
                 expire(&mut r.done);
                 false
             } else {
                 true
             }
         });
-        stats.queued.store(queue.waiting.len(), Ordering::Relaxed);
+        stats.requests.set_queued(queue.waiting.len());
     }
 
     /// Drops running sequences whose caller left or whose deadline passed.
@@ -673,10 +648,10 @@ impl<B: Backend> Worker<B> {
         let stats = &self.shared.stats;
         active.retain_mut(|a| {
             if a.gone() {
-                stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                stats.requests.add_cancelled(1);
                 false
             } else if now >= a.deadline {
-                stats.expired.fetch_add(1, Ordering::Relaxed);
+                stats.requests.add_expired(1);
                 expire(&mut a.done);
                 false
             } else {

@@ -279,11 +279,11 @@ impl ModelRunner {
             Some(Loaded {
                 engine: Engine::Embed(s),
                 ..
-            }) => s.stats().queued(),
+            }) => s.stats().requests().queued(),
             Some(Loaded {
                 engine: Engine::Generate(s),
                 ..
-            }) => s.stats().queued(),
+            }) => s.stats().requests().queued(),
             None => 0,
         }
     }
