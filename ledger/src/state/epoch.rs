@@ -57,6 +57,14 @@ pub fn decay_factor_q32(half_life: u16) -> u64 {
     lo
 }
 
+thread_local! {
+    /// The epoch's working matrices, kept from one epoch to the next on the thread that applies
+    /// blocks: at chain scale they are tens of megabytes, and mapping them fresh each epoch costs
+    /// about a tenth of the epoch. The result does not depend on what they held.
+    static EPOCH_SCRATCH: std::cell::RefCell<consensus::EpochScratch> =
+        std::cell::RefCell::default();
+}
+
 impl LedgerState {
     /// Every subnet's burn price decays by its per-block factor, within [min_burn, max_burn].
     pub(super) fn decay_burns(&mut self) {
@@ -228,7 +236,10 @@ impl LedgerState {
         let output = self
             .epoch_input(netuid)
             .filter(|i| i.params.n > 0)
-            .and_then(|input| consensus::run_epoch(&input).ok());
+            .and_then(|input| {
+                EPOCH_SCRATCH
+                    .with_borrow_mut(|scratch| consensus::run_epoch_with(&input, scratch).ok())
+            });
         let credits = output
             .as_ref()
             .and_then(|out| self.epoch_credits(netuid, out));
