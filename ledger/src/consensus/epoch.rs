@@ -215,6 +215,9 @@ fn masked_weight_row(
         .copied()
         .flatten()
         .unwrap_or(u64::MAX);
+    // Both masks compare the target's registration block: kept when it is below the row's last
+    // update (outdated mask) and not above the live commit (anti-sniping), one comparison.
+    let registered_before = updated.min(committed.saturating_add(1));
     // The chain sums the row in I32F32 (saturating); the values are integers, so an integer sum
     // saturated once at the end is the same number.
     let mut total = 0u64;
@@ -228,7 +231,7 @@ fn masked_weight_row(
         };
         let ju = usize::from(j16);
         let registered = s.block_at_registration.get(ju).copied().unwrap_or(0);
-        let keep = (ju != i || Some(i) == owner) && updated > registered && committed >= registered;
+        let keep = (ju != i || Some(i) == owner) && registered < registered_before;
         if keep {
             out.push(j16, I32F32::from_u16(v));
             total += u64::from(v);
