@@ -624,18 +624,40 @@ pub struct ReplayReport {
 pub fn catch_up<L: TxLog>(
     log: &mut L,
     state: &mut LedgerState,
-    mut prev_hash: [u8; 32],
+    prev_hash: [u8; 32],
     batch: usize,
 ) -> Result<([u8; 32], ReplayReport), ReplayError<L::Error>> {
+    catch_up_until(log, state, prev_hash, batch, u64::MAX, |_| {})
+}
+
+/// [`catch_up`] that stops after block `until` (or at the log's end, whichever comes first), and
+/// shows `observe` the state before the first block and after every block applied, so that a
+/// caller keeps the states it needs on the way (the settler keeps each epoch's state just before
+/// its last block) without replaying the log again.
+pub fn catch_up_until<L: TxLog>(
+    log: &mut L,
+    state: &mut LedgerState,
+    mut prev_hash: [u8; 32],
+    batch: usize,
+    until: u64,
+    mut observe: impl FnMut(&LedgerState),
+) -> Result<([u8; 32], ReplayReport), ReplayError<L::Error>> {
     let mut report = ReplayReport::default();
-    loop {
+    observe(state);
+    while state.height() < until {
+        let want = usize::try_from(until - state.height())
+            .unwrap_or(usize::MAX)
+            .min(batch.max(1));
         let blocks = log
-            .blocks_from(state.height() + 1, batch.max(1))
+            .blocks_from(state.height() + 1, want)
             .map_err(ReplayError::Log)?;
         if blocks.is_empty() {
-            return Ok((prev_hash, report));
+            break;
         }
         for block in blocks {
+            if block.height > until {
+                return Ok((prev_hash, report));
+            }
             if block.prev_hash != prev_hash {
                 return Err(ReplayError::Chain {
                     height: block.height,
@@ -650,8 +672,10 @@ pub fn catch_up<L: TxLog>(
             }
             report.blocks += 1;
             prev_hash = block.hash;
+            observe(state);
         }
     }
+    Ok((prev_hash, report))
 }
 
 /// Replays a whole log onto a genesis state and returns the final state and its root.

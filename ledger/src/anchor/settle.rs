@@ -19,7 +19,7 @@
 
 use super::journal::{Journal, JournalError};
 use super::record::{ANCHOR_VERSION, AnchorError, AnchorRecord, SignedAnchor};
-use crate::log::{GENESIS_PREV_HASH, TxLog};
+use crate::log::{GENESIS_PREV_HASH, ReplayError, TxLog, catch_up_until};
 use crate::state::{BlockError, LedgerState};
 use crate::store::{AnchoredEpoch, ReceiptStore, StoreError, StoredReceipt};
 use agora_protocols::codec::{self, CodecError};
@@ -106,6 +106,17 @@ pub enum SettleError {
         /// What differs.
         reason: String,
     },
+}
+
+impl SettleError {
+    /// A replay's failure as a settlement's: a refused block stays itself, the rest is the log's.
+    fn from_replay<E: std::error::Error + 'static>(e: ReplayError<E>) -> Self {
+        match e {
+            ReplayError::Block(e) => Self::Block(e),
+            ReplayError::Codec(e) => Self::Codec(e),
+            other => Self::Log(other.to_string()),
+        }
+    }
 }
 
 /// The Merkle leaf of a countersigned receipt: blake3 derive-key under [`RECEIPT_LEAF_CONTEXT`]
@@ -523,33 +534,13 @@ pub fn replay_to<L: TxLog>(
     height: u64,
 ) -> Result<LedgerState, SettleError> {
     let mut state = genesis;
-    let mut prev = GENESIS_PREV_HASH;
-    while state.height() < height {
-        let want = usize::try_from(height - state.height())
-            .unwrap_or(usize::MAX)
-            .min(256);
-        let blocks = log
-            .blocks_from(state.height() + 1, want)
-            .map_err(|e| SettleError::Log(e.to_string()))?;
-        if blocks.is_empty() {
-            return Err(SettleError::Log(format!(
-                "the log ends at block {}, before block {height}",
-                state.height()
-            )));
-        }
-        for block in blocks {
-            if block.height > height {
-                break;
-            }
-            if block.prev_hash != prev {
-                return Err(SettleError::Log(format!(
-                    "block {} does not chain to the previous block",
-                    block.height
-                )));
-            }
-            state.apply_block_bytes(block.height, &block.txs)?;
-            prev = block.hash;
-        }
+    catch_up_until(log, &mut state, GENESIS_PREV_HASH, 256, height, |_| {})
+        .map_err(SettleError::from_replay)?;
+    if state.height() < height {
+        return Err(SettleError::Log(format!(
+            "the log ends at block {}, before block {height}",
+            state.height()
+        )));
     }
     Ok(state)
 }
@@ -653,30 +644,13 @@ impl EpochSnapshots {
 pub fn catch_up_keeping<L: TxLog>(
     log: &mut L,
     state: &mut LedgerState,
-    mut prev_hash: [u8; 32],
+    prev_hash: [u8; 32],
     batch: usize,
     snapshots: &mut EpochSnapshots,
 ) -> Result<([u8; 32], u64), SettleError> {
-    snapshots.observe(state);
-    let mut applied = 0u64;
-    loop {
-        let blocks = log
-            .blocks_from(state.height() + 1, batch.max(1))
-            .map_err(|e| SettleError::Log(e.to_string()))?;
-        if blocks.is_empty() {
-            return Ok((prev_hash, applied));
-        }
-        for block in blocks {
-            if block.prev_hash != prev_hash {
-                return Err(SettleError::Log(format!(
-                    "block {} does not chain to the previous block",
-                    block.height
-                )));
-            }
-            state.apply_block_bytes(block.height, &block.txs)?;
-            prev_hash = block.hash;
-            applied += 1;
-            snapshots.observe(state);
-        }
-    }
+    let (hash, report) = catch_up_until(log, state, prev_hash, batch, u64::MAX, |s| {
+        snapshots.observe(s);
+    })
+    .map_err(SettleError::from_replay)?;
+    Ok((hash, report.blocks))
 }
