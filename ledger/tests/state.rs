@@ -99,6 +99,17 @@ impl Ledger {
     }
 }
 
+/// A ledger where key 1 (`owner`) holds `balance` and owns subnet 1 with default hyperparameters.
+fn one_default_subnet(owner: &SecretKey, balance: u64) -> Ledger {
+    Ledger::new(genesis(
+        &[(1, balance)],
+        vec![GenesisSubnet {
+            owner: owner.public(),
+            hyperparameters: Hyperparameters::default(),
+        }],
+    ))
+}
+
 fn fast() -> Hyperparameters {
     Hyperparameters {
         tempo: 20,
@@ -556,13 +567,7 @@ fn subnet_creation_burns_the_lock_cost() {
 #[test]
 fn burn_price_rises_with_registrations_and_halves_per_half_life() {
     let a = key(1);
-    let mut l = Ledger::new(genesis(
-        &[(1, 10_000 * TOKEN)],
-        vec![GenesisSubnet {
-            owner: a.public(),
-            hyperparameters: Hyperparameters::default(),
-        }],
-    ));
+    let mut l = one_default_subnet(&a, 10_000 * TOKEN);
     assert_eq!(l.state.subnet(1).unwrap().burn, TOKEN);
     l.idle(1);
     let decayed = l.state.subnet(1).unwrap().burn;
@@ -1231,13 +1236,7 @@ fn several_registrations_in_one_block_each_pay_the_bumped_price() {
     // The chain has no per-block or per-interval registration cap on subnets since 89aedf6df
     // (March 2026); each registration raises the burn at once for the next.
     let a = key(1);
-    let mut l = Ledger::new(genesis(
-        &[(1, 1000 * TOKEN)],
-        vec![GenesisSubnet {
-            owner: a.public(),
-            hyperparameters: Hyperparameters::default(),
-        }],
-    ));
+    let mut l = one_default_subnet(&a, 1000 * TOKEN);
     let hotkeys: Vec<SecretKey> = (10..14).map(key).collect();
     for h in &hotkeys {
         l.associate(&a, h);
