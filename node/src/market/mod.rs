@@ -9,6 +9,7 @@
 
 pub mod admission;
 pub mod client;
+pub mod fair;
 pub mod policy;
 pub mod provider;
 pub mod runner;

@@ -582,7 +582,14 @@ impl QueryJob {
         let client_key = self.request.signer();
         let now = agora_overlay::now_ms();
         let deadline = Instant::now() + Duration::from_millis(q.deadline_ms.saturating_sub(now));
-        let response = match self.runner.run(q.task, &q.model, &q.input, deadline).await {
+        // Run for this client: its queries wait in its own queue in front of the model, so a
+        // client with many in flight does not hold back another's.
+        let ran = self
+            .runner
+            .run_for(Some(client_key), q.task, &q.model, &q.input, deadline)
+            .await
+            .map(|ran| ran.output);
+        let response = match ran {
             Err(e) => {
                 self.stats.refused(e.kind());
                 agora_overlay::error_response(e.kind(), e.to_string())

@@ -15,9 +15,17 @@
 //!   deadline and leaves the batch at the next step; so does one whose caller goes away (the future
 //!   of [`ModelRunner::run`] dropped).
 //!
+//! In front of each model's scheduler sits a [`FairQueue`]: per-client queues served by deficit
+//! round robin, letting only a little work into the scheduler at once (two encoder batches' worth of
+//! texts; one seat per chat in the generator's batch). So one client with many queries queued does
+//! not make another client's query wait behind all of them: it waits for at most one turn of each
+//! other waiting client. [`ModelRunner::run_for`] names the client; [`ModelRunner::run`] runs as
+//! one anonymous client.
+//!
 //! Payloads are decoded and encoded here with the formats of `agora_protocols::task`, so the provider
 //! sees only bytes in and bytes out.
 
+use crate::market::fair::{FairConfig, FairError, FairQueue, FairStats};
 use agora_inference::backend::DevicePreference;
 use agora_inference::embedding::{self, SentenceEmbedder};
 use agora_inference::generation::{
@@ -27,8 +35,8 @@ use agora_inference::generation::{
 use agora_inference::model_cache::{MINILM, SMOLLM2};
 use agora_inference::scheduler::{Scheduler, SchedulerConfig, SchedulerError};
 use agora_protocols::{
-    EmbedInput, EmbedOutput, Finish, GenerateInput, GenerateOutput, Payload, QueryErrorKind,
-    Sampling, Task,
+    EmbedInput, EmbedOutput, Finish, GenerateInput, GenerateOutput, Payload, PublicKey,
+    QueryErrorKind, Sampling, Task,
 };
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -38,6 +46,11 @@ pub const KNOWN_MODELS: &[(&str, Task)] = &[(MINILM, Task::Embed), (SMOLLM2, Tas
 
 /// Texts waiting for the encoder, over all queries: four full queries' worth.
 const EMBED_QUEUE: usize = 4 * agora_protocols::task::MAX_EMBED_TEXTS;
+/// Texts handed to the encoder's scheduler at once: two batches, so one can form while the other
+/// is encoded. The rest wait in the fair queue, where the order is fair rather than first come.
+const EMBED_IN_FLIGHT: usize = 2 * embedding::MAX_BATCH;
+/// Texts a client may send per turn of the fair queue: one encoder batch.
+const EMBED_QUANTUM: usize = embedding::MAX_BATCH;
 /// Chats decoding together. On a 2-core CPU, 8 gave 2.6 times the tokens per second of one at a
 /// time (BENCHMARKS.md, "Continuous batching").
 pub const GENERATE_BATCH: usize = 8;
@@ -101,6 +114,15 @@ impl RunnerError {
     }
 }
 
+impl From<FairError> for RunnerError {
+    fn from(e: FairError) -> Self {
+        match e {
+            FairError::Busy => RunnerError::Busy,
+            FairError::Expired => RunnerError::Expired,
+        }
+    }
+}
+
 impl From<SchedulerError> for RunnerError {
     fn from(e: SchedulerError) -> Self {
         match e {
@@ -123,11 +145,28 @@ enum Engine {
     Generate(GenerationScheduler),
 }
 
+/// Who a query is run for, in the fair queue: a client's key, or `None` for [`ModelRunner::run`].
+pub type ClientId = Option<PublicKey>;
+
 #[derive(Debug)]
 struct Loaded {
     name: String,
     task: Task,
     engine: Engine,
+    /// The per-client queues in front of `engine`.
+    fair: FairQueue<ClientId>,
+}
+
+/// One query's answer and its place in its model's dispatch order.
+#[derive(Debug)]
+pub struct Ran {
+    /// The encoded output payload.
+    pub output: Vec<u8>,
+    /// The query's place in the order the model's fair queue let queries through (0 first).
+    pub sequence: u64,
+    /// How many other queries the fair queue let through to the model between this one's arrival
+    /// and its own dispatch (0 if it went straight through).
+    pub waited_behind: u64,
 }
 
 /// The loaded models. Cheap to clone: clones share the worker threads, which stop when the last clone
@@ -212,6 +251,18 @@ impl ModelRunner {
                 model: name.to_string(),
                 reason,
             };
+            let fair = FairQueue::new(match task {
+                Task::Embed => FairConfig {
+                    in_flight: EMBED_IN_FLIGHT,
+                    capacity: EMBED_QUEUE,
+                    quantum: EMBED_QUANTUM,
+                },
+                Task::Generate => FairConfig {
+                    in_flight: GENERATE_BATCH,
+                    capacity: GENERATE_QUEUE,
+                    quantum: 1,
+                },
+            });
             let (engine, device_name) = match task {
                 Task::Embed => {
                     let embedder = SentenceEmbedder::load(
@@ -243,6 +294,7 @@ impl ModelRunner {
                 name: name.to_string(),
                 task,
                 engine,
+                fair,
             });
         }
         Ok(Self {
@@ -272,24 +324,28 @@ impl ModelRunner {
             .collect()
     }
 
-    /// Requests waiting in `model`'s queue (texts for embedding, chats for generation); 0 for a
-    /// model not served.
+    /// Requests waiting for `model` (texts for embedding, chats for generation), in its fair queue
+    /// and in its scheduler's queue; 0 for a model not served.
     pub fn queue_depth(&self, model: &str) -> usize {
-        match self.models.iter().find(|m| m.name == model) {
-            Some(Loaded {
-                engine: Engine::Embed(s),
-                ..
-            }) => s.stats().requests().queued(),
-            Some(Loaded {
-                engine: Engine::Generate(s),
-                ..
-            }) => s.stats().requests().queued(),
-            None => 0,
-        }
+        let Some(loaded) = self.models.iter().find(|m| m.name == model) else {
+            return 0;
+        };
+        let scheduled = match &loaded.engine {
+            Engine::Embed(s) => s.stats().requests().queued(),
+            Engine::Generate(s) => s.stats().requests().queued(),
+        };
+        loaded.fair.stats().waiting + scheduled
     }
 
-    /// Runs one query: decodes `input` as `task`'s payload, runs `model` on it before `deadline`,
-    /// and returns the encoded output payload.
+    /// The state of `model`'s fair queue; `None` for a model not served.
+    pub fn fair_stats(&self, model: &str) -> Option<FairStats> {
+        self.models
+            .iter()
+            .find(|m| m.name == model)
+            .map(|m| m.fair.stats())
+    }
+
+    /// Runs one query as one anonymous client: see [`ModelRunner::run_for`].
     pub async fn run(
         &self,
         task: Task,
@@ -297,6 +353,22 @@ impl ModelRunner {
         input: &[u8],
         deadline: Instant,
     ) -> Result<Vec<u8>, RunnerError> {
+        self.run_for(None, task, model, input, deadline)
+            .await
+            .map(|ran| ran.output)
+    }
+
+    /// Runs one query for `client`: decodes `input` as `task`'s payload, waits for `client`'s turn
+    /// in `model`'s fair queue, runs `model` on it before `deadline`, and returns the encoded output
+    /// payload with its place in the dispatch order.
+    pub async fn run_for(
+        &self,
+        client: ClientId,
+        task: Task,
+        model: &str,
+        input: &[u8],
+        deadline: Instant,
+    ) -> Result<Ran, RunnerError> {
         let loaded = self
             .models
             .iter()
@@ -305,23 +377,38 @@ impl ModelRunner {
                 task,
                 model: model.to_string(),
             })?;
-        match &loaded.engine {
+        // Decoded before queueing: bad input is refused at once, and the cost is known.
+        let (output, permit) = match &loaded.engine {
             Engine::Embed(scheduler) => {
+                let input = EmbedInput::from_bytes(input)
+                    .map_err(|e| RunnerError::BadInput(e.to_string()))?;
+                let permit = loaded
+                    .fair
+                    .acquire(client, input.texts.len(), deadline)
+                    .await?;
                 let output = embed(scheduler, input, deadline).await?;
-                match self.fault {
-                    Some(Fault::WrongEmbeddings) => corrupt_embeddings(output),
-                    None => Ok(output),
-                }
+                let output = match self.fault {
+                    Some(Fault::WrongEmbeddings) => corrupt_embeddings(output)?,
+                    None => output,
+                };
+                (output, permit)
             }
             Engine::Generate(scheduler) => {
                 let input = GenerateInput::from_bytes(input)
                     .map_err(|e| RunnerError::BadInput(e.to_string()))?;
-                generate(scheduler, &input, deadline)
+                let permit = loaded.fair.acquire(client, 1, deadline).await?;
+                let output = generate(scheduler, &input, deadline)
                     .await?
                     .to_bytes()
-                    .map_err(|e| RunnerError::Failed(e.to_string()))
+                    .map_err(|e| RunnerError::Failed(e.to_string()))?;
+                (output, permit)
             }
-        }
+        };
+        Ok(Ran {
+            output,
+            sequence: permit.sequence(),
+            waited_behind: permit.waited_behind(),
+        })
     }
 }
 
@@ -367,10 +454,9 @@ fn embed_scheduler(
 
 async fn embed(
     scheduler: &Scheduler<String, EmbedResult>,
-    input: &[u8],
+    input: EmbedInput,
     deadline: Instant,
 ) -> Result<Vec<u8>, RunnerError> {
-    let input = EmbedInput::from_bytes(input).map_err(|e| RunnerError::BadInput(e.to_string()))?;
     // Queue every text first, so they can share batches with each other and with other queries;
     // dropping the tickets on an early return cancels the rest.
     let tickets: Vec<_> = input
