@@ -6,8 +6,8 @@ use agora_ledger::balances::{Genesis, UNITS_PER_TOKEN};
 use agora_ledger::emission::TOTAL_SUPPLY;
 use agora_ledger::state::{
     Call, GenesisSubnet, Hyperparameters, LedgerGenesis, LedgerParams, LedgerState, Role,
-    Transaction, TxError, apply_block, apply_block_bytes, decode_tx, hotkey_binding_proof, sign_tx,
-    weights_commit_hash,
+    Transaction, TxError, WeightCommit, apply_block, apply_block_bytes, decode_tx,
+    hotkey_binding_proof, sign_tx, weights_commit_hash,
 };
 use agora_protocols::{PublicKey, SecretKey, Signed};
 use proptest::prelude::*;
@@ -48,6 +48,14 @@ impl Ledger {
         let tx = sign_tx(signer, *n, call).unwrap();
         *n += 1;
         tx
+    }
+
+    /// `hotkey`'s unrevealed weight commits on subnet 1, oldest first.
+    fn commits(&self, hotkey: &SecretKey) -> Vec<WeightCommit> {
+        self.state
+            .subnet(1)
+            .map(|s| s.weight_commits(&hotkey.public()).to_vec())
+            .unwrap_or_default()
     }
 
     fn block(&mut self, txs: &[Signed<Transaction>]) -> Vec<Result<(), TxError>> {
@@ -795,7 +803,7 @@ fn commit_then_reveal() {
             commit_hash: hash,
         },
     );
-    let commit = l.state.subnet(1).unwrap().weight_commits(&v.public())[0].clone();
+    let commit = l.commits(&v)[0].clone();
     assert!(matches!(
         l.run(
             &v,
@@ -848,7 +856,7 @@ fn commit_then_reveal() {
             commit_hash: hash3,
         },
     );
-    let reveal_epoch = l.state.subnet(1).unwrap().weight_commits(&v.public())[0].reveal_epoch;
+    let reveal_epoch = l.commits(&v)[0].reveal_epoch;
     while subnet.weights_epoch(l.state.height() + 1) <= reveal_epoch {
         l.idle(1);
     }
@@ -930,12 +938,7 @@ fn commits_queue_up_to_ten_and_a_reveal_drops_the_older_ones() {
     for i in 0..10 {
         l.ok(&v, commit(i));
     }
-    let queue = l
-        .state
-        .subnet(1)
-        .unwrap()
-        .weight_commits(&v.public())
-        .to_vec();
+    let queue = l.commits(&v);
     assert_eq!(queue.len(), 10);
     assert!(queue.windows(2).all(|w| w[0].block < w[1].block));
     let before = l.state.clone();
@@ -958,12 +961,7 @@ fn commits_queue_up_to_ten_and_a_reveal_drops_the_older_ones() {
     // In it, revealing the third commit also discards the two before it.
     idle_until_epoch_block(&mut l, 1);
     l.ok(&v, reveal(2));
-    let left = l
-        .state
-        .subnet(1)
-        .unwrap()
-        .weight_commits(&v.public())
-        .to_vec();
+    let left = l.commits(&v);
     assert_eq!(left, queue[3..].to_vec());
     assert_eq!(
         l.state.subnet(1).unwrap().neurons[0].weights,
@@ -972,10 +970,7 @@ fn commits_queue_up_to_ten_and_a_reveal_drops_the_older_ones() {
     assert_eq!(l.run(&v, reveal(0)), Err(TxError::CommitMismatch));
     assert_eq!(l.run(&v, reveal(2)), Err(TxError::CommitMismatch));
     l.ok(&v, reveal(5));
-    assert_eq!(
-        l.state.subnet(1).unwrap().weight_commits(&v.public()),
-        &queue[6..]
-    );
+    assert_eq!(l.commits(&v), &queue[6..]);
 
     // Past the reveal epoch the rest have expired: a reveal is too late, and they no longer count
     // against the limit (the next commit purges them).
@@ -985,20 +980,11 @@ fn commits_queue_up_to_ten_and_a_reveal_drops_the_older_ones() {
         l.run(&v, reveal(7)),
         Err(TxError::RevealTooLate { .. })
     ));
-    assert_eq!(
-        l.state.subnet(1).unwrap().weight_commits(&v.public()).len(),
-        4,
-        "a refused reveal purges nothing"
-    );
+    assert_eq!(l.commits(&v).len(), 4, "a refused reveal purges nothing");
     for i in 20..30 {
         l.ok(&v, commit(i));
     }
-    let queue = l
-        .state
-        .subnet(1)
-        .unwrap()
-        .weight_commits(&v.public())
-        .to_vec();
+    let queue = l.commits(&v);
     assert_eq!(queue.len(), 10);
     assert_eq!(queue[0].hash, hash(20));
     assert_eq!(
