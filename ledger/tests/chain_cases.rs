@@ -16,26 +16,7 @@ fn every_chain_case_meets_its_expectations() {
     let summary = samples::replay_file(CASES, |input| run_epoch(input).map_err(|e| e.to_string()))
         .expect("chain case file is well formed");
     assert!(summary.cases.len() >= 8, "expected many chain cases");
-    for r in &summary.cases {
-        eprintln!(
-            "{:<72} epochs {:>2} checks {:>4} failures {:>2} info {:>3} (differing {})",
-            r.id,
-            r.epochs,
-            r.checks,
-            r.failures.len(),
-            r.info_checks,
-            r.info.len()
-        );
-        for line in &r.failures {
-            eprintln!("    failure: {line}");
-        }
-        for line in &r.info {
-            eprintln!("    info (not asserted): {line}");
-        }
-    }
-    for (id, why) in &summary.known_failures {
-        eprintln!("KNOWN FAILURE (not failing the test): {id}: {why}");
-    }
+    summary.eprint();
     assert!(
         summary.problems.is_empty(),
         "chain cases:\n{}",

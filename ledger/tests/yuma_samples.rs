@@ -10,34 +10,16 @@ const SAMPLES: &str = include_str!("data/yuma_samples.json");
 
 #[test]
 fn every_sample_case_meets_its_expectations() {
-    let cases = samples::cases(SAMPLES).expect("sample file parses");
-    assert!(!cases.is_empty(), "no cases in the sample file");
-    let mut failed = Vec::new();
-    for case in &cases {
-        let report =
-            samples::replay_case(case, |input| run_epoch(input).map_err(|e| e.to_string()))
-                .expect("case is well formed");
-        eprintln!(
-            "{:<60} epochs {:>2} checks {:>3} failures {:>2} info {:>3} (differing {})",
-            report.id,
-            report.epochs,
-            report.checks,
-            report.failures.len(),
-            report.info_checks,
-            report.info.len()
-        );
-        for line in &report.info {
-            eprintln!("    info (not asserted): {line}");
-        }
-        if !report.passed() {
-            failed.push(format!(
-                "{}:\n  {}",
-                report.id,
-                report.failures.join("\n  ")
-            ));
-        }
-    }
-    assert!(failed.is_empty(), "failing cases:\n{}", failed.join("\n"));
+    let summary =
+        samples::replay_file(SAMPLES, |input| run_epoch(input).map_err(|e| e.to_string()))
+            .expect("sample file is well formed");
+    summary.eprint();
+    assert!(!summary.cases.is_empty(), "no cases in the sample file");
+    assert!(
+        summary.problems.is_empty(),
+        "failing cases:\n{}",
+        summary.problems.join("\n")
+    );
 }
 
 #[test]

@@ -45,23 +45,17 @@ fn run_through_binary(input: &Value) -> Result<EpochOutput, String> {
 
 #[test]
 fn sample_cases_replayed_through_the_command_meet_their_expectations() {
-    let cases = samples::cases(SAMPLES).expect("sample file parses");
-    let mut failed = Vec::new();
-    for case in &cases {
-        let report = samples::replay_case(case, |input| {
-            run_through_binary(&serde_json::to_value(input).map_err(|e| e.to_string())?)
-        })
-        .expect("case is well formed");
-        eprintln!(
-            "{} epochs {} checks {}",
-            report.id, report.epochs, report.checks
-        );
-        if !report.passed() {
-            failed.push(format!("{}: {}", report.id, report.failures.join("; ")));
-        }
-    }
-    assert!(cases.len() >= 3, "expected several sample cases");
-    assert!(failed.is_empty(), "failing cases:\n{}", failed.join("\n"));
+    let summary = samples::replay_file(SAMPLES, |input| {
+        run_through_binary(&serde_json::to_value(input).map_err(|e| e.to_string())?)
+    })
+    .expect("sample file is well formed");
+    summary.eprint();
+    assert!(summary.cases.len() >= 3, "expected several sample cases");
+    assert!(
+        summary.problems.is_empty(),
+        "failing cases:\n{}",
+        summary.problems.join("\n")
+    );
 }
 
 #[test]
@@ -70,12 +64,7 @@ fn chain_cases_replayed_through_the_command_meet_their_expectations() {
         run_through_binary(&serde_json::to_value(input).map_err(|e| e.to_string())?)
     })
     .expect("chain case file is well formed");
-    for r in &summary.cases {
-        eprintln!("{} epochs {} checks {}", r.id, r.epochs, r.checks);
-    }
-    for (id, why) in &summary.known_failures {
-        eprintln!("KNOWN FAILURE (not failing the test): {id}: {why}");
-    }
+    summary.eprint();
     assert!(summary.cases.len() >= 8, "expected many chain cases");
     assert!(
         summary.problems.is_empty(),

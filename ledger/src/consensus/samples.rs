@@ -81,6 +81,33 @@ pub struct FileReport {
     pub problems: Vec<String>,
 }
 
+impl FileReport {
+    /// Writes one line per case (and its failures and informational differences), then the known
+    /// failures, to stderr: what a test run shows about a replayed file.
+    pub fn eprint(&self) {
+        for r in &self.cases {
+            eprintln!(
+                "{:<72} epochs {:>2} checks {:>4} failures {:>2} info {:>3} (differing {})",
+                r.id,
+                r.epochs,
+                r.checks,
+                r.failures.len(),
+                r.info_checks,
+                r.info.len()
+            );
+            for line in &r.failures {
+                eprintln!("    failure: {line}");
+            }
+            for line in &r.info {
+                eprintln!("    info (not asserted): {line}");
+            }
+        }
+        for (id, why) in &self.known_failures {
+            eprintln!("KNOWN FAILURE (not failing the test): {id}: {why}");
+        }
+    }
+}
+
 /// Replays every case of a sample file through `run`, one [`replay_case`] each, and sorts the
 /// outcomes: a case marked `known_failure` is expected to fail (and reported in
 /// [`FileReport::known_failures`]); if it passes, that is a problem too, so the mark is removed.
