@@ -40,6 +40,56 @@ pub fn default_binary() -> Option<PathBuf> {
     Some(cache.join("tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"))
 }
 
+/// How many fresh ports [`Anvil::start`] tries.
+const START_ATTEMPTS: usize = 3;
+
+/// How long anvil gets to answer its first call.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A free loopback port, as the OS hands one out.
+fn free_port(dir: &Path) -> Result<u16, ChainError> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|source| ChainError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// Whether something on `port` answers `eth_chainId` with anvil's chain id: one blocking HTTP/1.1
+/// exchange, so the check needs no runtime and works before any client is built.
+fn answers_chain_id(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let timeout = Some(Duration::from_secs(2));
+    if stream.set_read_timeout(timeout).is_err() || stream.set_write_timeout(timeout).is_err() {
+        return false;
+    }
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#;
+    let request = format!(
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = Vec::new();
+    // Bounded: an answer to eth_chainId is a few hundred bytes.
+    if (&mut stream)
+        .take(64 * 1024)
+        .read_to_end(&mut answer)
+        .is_err()
+    {
+        return false;
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    answer.starts_with("HTTP/1.1 200") && answer.contains(&format!("{ANVIL_CHAIN_ID:#x}"))
+}
+
 /// A running anvil.
 #[derive(Debug)]
 pub struct Anvil {
@@ -68,22 +118,27 @@ impl Anvil {
                 ),
             });
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(|source| ChainError::Io {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        let mut anvil = Self {
-            binary: binary.to_path_buf(),
-            port,
-            state: dir.join("anvil-state.json"),
-            block_time,
-            child: None,
-        };
-        anvil.resume()?;
-        Ok(anvil)
+        let mut last_error = None;
+        // A port picked by binding port 0 is free only until it is dropped: another process may
+        // take it before anvil binds it, and then anvil exits. A fresh start tries other ports.
+        for _ in 0..START_ATTEMPTS {
+            let port = free_port(dir)?;
+            let mut anvil = Self {
+                binary: binary.to_path_buf(),
+                port,
+                state: dir.join("anvil-state.json"),
+                block_time,
+                child: None,
+            };
+            match anvil.resume() {
+                Ok(()) => return Ok(anvil),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| ChainError::Rpc {
+            url: "http://127.0.0.1".into(),
+            reason: "anvil did not start".into(),
+        }))
     }
 
     /// Its RPC URL.
@@ -112,17 +167,35 @@ impl Anvil {
             source,
         })?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if Instant::now() > deadline {
+        let deadline = Instant::now() + START_TIMEOUT;
+        // Ready means anvil itself answers a JSON-RPC call: a bare TCP connect can succeed
+        // without it (a loopback connect to a free port in the ephemeral range may connect to
+        // itself), and anvil listens a moment before it serves.
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
                 return Err(ChainError::Rpc {
                     url: self.url(),
-                    reason: "anvil did not start listening in 30 s".into(),
+                    reason: format!("anvil exited before it answered ({status})"),
+                });
+            }
+            if answers_chain_id(self.port) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.stop();
+                return Err(ChainError::Rpc {
+                    url: self.url(),
+                    reason: format!(
+                        "anvil did not answer eth_chainId in {} s",
+                        START_TIMEOUT.as_secs()
+                    ),
                 });
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(())
     }
 
     /// Stops it as an operator would (SIGTERM, so it saves its chain) and waits for it.
