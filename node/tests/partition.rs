@@ -11,7 +11,8 @@
 //! Every node advertises the same model. Promises checked: the mesh forms (each node sees the three
 //! others' adverts by gossip and finds their provider records through Kademlia); while h2 is cut off,
 //! each side keeps hearing its own providers (fresh adverts) and drops the other side's once their
-//! adverts expire; once the link is back, every node hears
+//! adverts expire, and connections across the cut close (TCP_USER_TIMEOUT); once the link is back,
+//! every node hears
 //! every provider again (convergence). Both sides keep serving while cut: a miner of the real
 //! embedding model on each side answers a client on its side.
 //!
@@ -191,6 +192,34 @@ fn query_from(ns: &str, host_ip: &str, bootstrap: &str, text: &str) -> Result<St
         .as_str()
         .map(String::from)
         .ok_or_else(|| "no provider in the answer".to_string())
+}
+
+/// The peers `node` holds an open connection to, through `agora peers`; a string saying why when
+/// its API did not answer (so that [`wait_until`] keeps waiting).
+fn connected(node: &Node) -> Result<BTreeSet<String>, String> {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &node.ns,
+            env!("CARGO_BIN_EXE_agora"),
+            "peers",
+            "--node",
+            &node.http,
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{}: agora peers: {e}", node.name))?;
+    Ok(rows
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["connected"] == true)
+        .filter_map(|r| r["peer"].as_str().map(String::from))
+        .collect())
 }
 
 /// The node's providers of the test model (peer id -> advert age in ms), through its API, read from
@@ -647,6 +676,26 @@ fn partition_and_heal_converge() {
         "h2 mirrored block {h2_height}, past the transfer at {transfer_height}, while cut off"
     );
     assert_ne!(h1_root, h2_root);
+
+    // Connections across the cut do not linger half-open: missed pings start a close, and
+    // TCP_USER_TIMEOUT ends it even when the connection's send buffer is full (a miner's gossip),
+    // where a graceful close alone would wait on a flush for the kernel's 15 minutes.
+    let peers: Vec<&Node> = nodes.iter().chain(&miners).collect();
+    wait_until("connections across the cut to close", || {
+        for node in &peers {
+            let open = match connected(node) {
+                Ok(open) => open,
+                Err(why) => return Some(why),
+            };
+            let across = peers
+                .iter()
+                .find(|n| cut_off(n) != cut_off(node) && open.contains(&n.peer));
+            if let Some(other) = across {
+                return Some(format!("{} still connected to {}", node.name, other.name));
+            }
+        }
+        None
+    });
 
     // 3. Heal: every node hears every provider again, with adverts made after the healing.
     ip(&["-n", hosts.name(0), "link", "set", "v2", "up"]).unwrap();

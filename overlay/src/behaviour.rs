@@ -9,6 +9,8 @@ use crate::codec::{QUERY_PROTOCOL, QueryCodec};
 use crate::config::{Config, KadMode};
 use crate::error::OverlayError;
 use libp2p::core::Endpoint;
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::Boxed;
 use libp2p::core::transport::PortUse;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::{
@@ -17,8 +19,8 @@ use libp2p::swarm::{
 };
 use libp2p::{Multiaddr, PeerId};
 use libp2p::{
-    StreamProtocol, Swarm, allow_block_list, autonat, connection_limits, dcutr, gossipsub,
-    identify, identity, kad, noise, ping, relay, request_response, tcp, yamux,
+    StreamProtocol, Swarm, Transport, allow_block_list, autonat, connection_limits, dcutr,
+    gossipsub, identify, identity, kad, noise, ping, relay, request_response, tcp, yamux,
 };
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -372,6 +374,37 @@ impl Behaviour {
     }
 }
 
+/// TCP with noise and yamux, as `SwarmBuilder::with_tcp` builds it, but with `TCP_USER_TIMEOUT` set
+/// on every connection, dialed or accepted (see [`Config::tcp_user_timeout`]).
+fn tcp_transport(
+    key: &identity::Keypair,
+    user_timeout: Duration,
+) -> Result<Boxed<(PeerId, StreamMuxerBox)>, noise::Error> {
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true)).map(
+        move |stream: tcp::tokio::TcpStream, _| {
+            set_user_timeout(&stream.0, user_timeout);
+            stream
+        },
+    );
+    Ok(tcp
+        .upgrade(libp2p::core::upgrade::Version::V1Lazy)
+        .authenticate(noise::Config::new(key)?)
+        .multiplex(yamux::Config::default())
+        .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)))
+        .boxed())
+}
+
+/// Sets `TCP_USER_TIMEOUT` on a connected socket. A failure only loses the faster close of a dead
+/// connection, so it is logged, not fatal.
+fn set_user_timeout(stream: &tokio::net::TcpStream, timeout: Duration) {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(timeout)) {
+        tracing::debug!(error = %e, "could not set TCP_USER_TIMEOUT");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (stream, timeout);
+}
+
 /// Builds the swarm: transports once, then the behaviour.
 pub fn build_swarm(
     keypair: identity::Keypair,
@@ -387,15 +420,15 @@ pub fn build_swarm_with_metrics(
     registry: Option<&mut prometheus_client::registry::Registry>,
 ) -> Result<Swarm<Behaviour>, OverlayError> {
     let idle = config.idle_connection_timeout;
+    let user_timeout = config.tcp_user_timeout;
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| OverlayError::Transport(e.to_string()))?
         .with_quic()
+        .with_other_transport(|key| {
+            tcp_transport(key, user_timeout)
+                .map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
+        })
+        .map_err(|e| OverlayError::Transport(e.to_string()))?
         .with_dns()
         .map_err(|e| OverlayError::Transport(e.to_string()))?
         .with_relay_client(noise::Config::new, yamux::Config::default)

@@ -205,6 +205,12 @@ pub struct Config {
     pub event_buffer: usize,
     /// Connections left open this long with nothing on them are closed.
     pub idle_connection_timeout: Duration,
+    /// How long data we sent on a TCP connection may go unacknowledged before the kernel drops
+    /// the connection (`TCP_USER_TIMEOUT`, Linux). Without it a connection cut by a partition
+    /// lingers half-open for the kernel's retransmission limit (about 15 minutes): missed pings
+    /// start a graceful close, but that close flushes first, and a flush into a full send buffer
+    /// never ends. QUIC has its own idle timeout.
+    pub tcp_user_timeout: Duration,
     /// Most established connections in total.
     pub max_established: u32,
     /// Most established connections to one peer.
@@ -280,6 +286,7 @@ impl Default for Config {
             command_buffer: 256,
             event_buffer: 256,
             idle_connection_timeout: Duration::from_secs(120),
+            tcp_user_timeout: Duration::from_secs(30),
             max_established: 512,
             max_established_per_peer: 4,
             max_pending_connections: 128,
