@@ -6,7 +6,6 @@
 //! return it.
 
 use super::ChainError;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -40,21 +39,38 @@ pub fn default_binary() -> Option<PathBuf> {
     Some(cache.join("tools/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil"))
 }
 
-/// How many fresh ports [`Anvil::start`] tries.
-const START_ATTEMPTS: usize = 3;
-
 /// How long anvil gets to answer its first call.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A free loopback port, as the OS hands one out.
-fn free_port(dir: &Path) -> Result<u16, ChainError> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|source| ChainError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })
+/// Reads anvil's standard output on a thread of its own: the port from its `Listening on
+/// 127.0.0.1:PORT` line goes to the returned channel, and the rest (a line per RPC call) is read
+/// to the end and dropped, so anvil never blocks on a full pipe or writes into a closed one.
+fn read_port(stdout: std::process::ChildStdout) -> std::io::Result<std::sync::mpsc::Receiver<u16>> {
+    use std::io::{BufRead, Read};
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("anvil-stdout".into())
+        .spawn(move || {
+            let mut out = std::io::BufReader::new(stdout);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                // Lines are short; a longer one is read in pieces, which no port line is.
+                match (&mut out).take(4096).read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                let text = String::from_utf8_lossy(&line);
+                if let Some(port) = text
+                    .trim()
+                    .strip_prefix("Listening on 127.0.0.1:")
+                    .and_then(|p| p.parse().ok())
+                {
+                    let _ = tx.send(port);
+                }
+            }
+        })?;
+    Ok(rx)
 }
 
 /// Whether something on `port` answers `eth_chainId` with anvil's chain id: one blocking HTTP/1.1
@@ -118,27 +134,17 @@ impl Anvil {
                 ),
             });
         }
-        let mut last_error = None;
-        // A port picked by binding port 0 is free only until it is dropped: another process may
-        // take it before anvil binds it, and then anvil exits. A fresh start tries other ports.
-        for _ in 0..START_ATTEMPTS {
-            let port = free_port(dir)?;
-            let mut anvil = Self {
-                binary: binary.to_path_buf(),
-                port,
-                state: dir.join("anvil-state.json"),
-                block_time,
-                child: None,
-            };
-            match anvil.resume() {
-                Ok(()) => return Ok(anvil),
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| ChainError::Rpc {
-            url: "http://127.0.0.1".into(),
-            reason: "anvil did not start".into(),
-        }))
+        let mut anvil = Self {
+            binary: binary.to_path_buf(),
+            // Port 0: anvil binds a port the OS picks and says which, so no other process can
+            // take it between our choice and anvil's bind.
+            port: 0,
+            state: dir.join("anvil-state.json"),
+            block_time,
+            child: None,
+        };
+        anvil.resume()?;
+        Ok(anvil)
     }
 
     /// Its RPC URL.
@@ -155,22 +161,32 @@ impl Anvil {
         cmd.args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .arg("--state")
             .arg(&self.state)
-            .arg("--silent")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if let Some(interval) = self.block_time {
             cmd.args(["--block-time", &interval.as_secs_f64().to_string()]);
         }
-        let child = cmd.spawn().map_err(|source| ChainError::Io {
+        let mut child = cmd.spawn().map_err(|source| ChainError::Io {
             path: self.binary.clone(),
             source,
         })?;
+        let port = match child.stdout.take().map(read_port).transpose() {
+            Ok(port) => port,
+            Err(source) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(ChainError::Io {
+                    path: self.binary.clone(),
+                    source,
+                });
+            }
+        };
         self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
-        // Ready means anvil itself answers a JSON-RPC call: a bare TCP connect can succeed
-        // without it (a loopback connect to a free port in the ephemeral range may connect to
-        // itself), and anvil listens a moment before it serves.
+        let mut port_known = false;
+        // Ready means anvil has said where it listens and answers a JSON-RPC call there: it
+        // listens a moment before it serves.
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
@@ -181,7 +197,11 @@ impl Anvil {
                     reason: format!("anvil exited before it answered ({status})"),
                 });
             }
-            if answers_chain_id(self.port) {
+            if !port_known && let Some(Ok(p)) = port.as_ref().map(|rx| rx.try_recv()) {
+                self.port = p;
+                port_known = true;
+            }
+            if port_known && answers_chain_id(self.port) {
                 return Ok(());
             }
             if Instant::now() > deadline {
