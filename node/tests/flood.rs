@@ -129,13 +129,11 @@ async fn flood(
     peer: PeerId,
     tally: Tally,
     stop: Arc<AtomicBool>,
-    nonces: Arc<AtomicU64>,
     index: usize,
 ) {
     let other = SecretKey::generate();
     // Each peer counts its own nonces, as a real client does (the provider's anti-replay window is
     // per client).
-    let _ = nonces;
     let nonces = Arc::new(AtomicU64::new(1));
     let mut tasks = Vec::new();
     let mut kinds =
@@ -366,7 +364,6 @@ fn a_flood_from_fifty_peers_is_refused_while_an_honest_peer_is_answered() {
                 peer,
                 Arc::clone(&tally),
                 Arc::clone(&stop),
-                Arc::clone(&nonces),
                 i,
             ))
         })

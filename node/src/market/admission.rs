@@ -7,9 +7,10 @@
 //! 1. **Replay window**: `sent_at_ms` within [`AdmissionConfig::replay_window_ms`] of our clock, in
 //!    either direction (clocks drift). A request outside it is refused, so nonces only have to be
 //!    remembered for the length of the window.
-//! 2. **Nonce**: a sliding window per client, as IPsec's anti-replay window: the highest nonce seen
-//!    and a bitmap of the [`NONCE_WINDOW`] below it. Clients send concurrently, so nonces may arrive
-//!    out of order within the window; one below it, or one already seen, is a replay.
+//! 2. **Nonce**: per client, the last [`NONCE_WINDOW`] nonces admitted and the highest one forgotten
+//!    to make room; a nonce seen, or at or below the forgotten one, is a replay. Clients send
+//!    concurrently and share one counter across providers, so nonces arrive out of order and with
+//!    gaps; the window counts this provider's admissions, not nonce distance ([`NonceWindow`]).
 //! 3. **Rate**: a token bucket per client (burst, refill per second).
 //! 4. **Price**: the provider's price against the request's `max_price`.
 //! 5. **Credit**: the client's unpaid receipts plus this price against the provider's credit limit,
@@ -28,7 +29,7 @@
 //! unit-tested without sockets.
 
 use agora_protocols::{ContentId, PublicKey, QueryError, QueryErrorKind, QueryRequest};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 /// Clients whose unsigned halves are tracked at once; halves of others count in full.
 pub const MAX_HALF_CLIENTS: usize = 4096;
@@ -111,9 +112,9 @@ impl UnsignedHalves {
     }
 }
 
-/// Nonces remembered below the highest one seen, per client.
-pub const NONCE_WINDOW: u64 = 1024;
-const WORDS: usize = (NONCE_WINDOW / 64) as usize;
+/// Nonces remembered per client: its last admitted ones (8 KiB for a client that has sent this
+/// many; [`AdmissionConfig::max_peers`] clients at most).
+pub const NONCE_WINDOW: usize = 1024;
 /// One request's cost in the token bucket, in thousandths of a token (integer arithmetic, exact).
 const TOKEN: u64 = 1000;
 
@@ -160,83 +161,50 @@ impl AdmissionConfig {
     }
 }
 
-/// The anti-replay window of one client.
-#[derive(Debug, Clone)]
+/// The anti-replay memory of one client: the last [`NONCE_WINDOW`] nonces admitted from it, and
+/// the highest nonce forgotten to make room, at or below which every nonce is refused.
+///
+/// Counted in admissions, not in nonce distance: a client keeps one counter for all its
+/// providers, so each provider sees a sparse part of it (a client spreading queries over 100
+/// providers moves its counter about 100 per query here). A window of nonce distance would refuse
+/// an honest query that arrives after a few of that client's later ones as a replay; this one
+/// refuses a late query only once this provider has admitted [`NONCE_WINDOW`] of the client's
+/// queries with higher nonces.
+#[derive(Debug, Clone, Default)]
 struct NonceWindow {
-    /// Highest nonce admitted.
-    highest: u64,
-    /// Bit `i` set: nonce `highest - i` was admitted (bit 0 is `highest` itself).
-    seen: [u64; WORDS],
+    /// Admitted nonces above `floor`, ascending, at most [`NONCE_WINDOW`].
+    recent: VecDeque<u64>,
+    /// The highest nonce forgotten, if any.
+    floor: Option<u64>,
 }
 
 impl NonceWindow {
-    fn new(first: u64) -> Self {
-        let mut seen = [0; WORDS];
-        seen[0] = 1;
-        Self {
-            highest: first,
-            seen,
-        }
-    }
-
-    /// Whether `nonce` may be admitted (not seen, not below the window).
+    /// Whether `nonce` may be admitted (not seen, not at or below the floor).
     fn check(&self, nonce: u64) -> Result<(), String> {
-        if nonce > self.highest {
-            return Ok(());
-        }
-        let back = self.highest - nonce;
-        if back >= NONCE_WINDOW {
+        if let Some(floor) = self.floor
+            && nonce <= floor
+        {
             return Err(format!(
-                "nonce {nonce} is below the replay window (the newest is {}, the window {NONCE_WINDOW})",
-                self.highest
+                "nonce {nonce} is below the replay window (the last {NONCE_WINDOW} admitted from \
+                 this client are above {floor})"
             ));
         }
-        if self.bit(back) {
+        if self.recent.binary_search(&nonce).is_ok() {
             return Err(format!("nonce {nonce} was already used"));
         }
         Ok(())
     }
 
-    fn bit(&self, back: u64) -> bool {
-        let (word, bit) = ((back / 64) as usize, back % 64);
-        self.seen.get(word).is_some_and(|w| w & (1 << bit) != 0)
-    }
-
-    /// Records `nonce` (already checked).
+    /// Records `nonce` (already checked), forgetting the lowest when the window is full.
     fn record(&mut self, nonce: u64) {
-        if nonce > self.highest {
-            self.shift(nonce - self.highest);
-            self.highest = nonce;
+        if let Err(at) = self.recent.binary_search(&nonce) {
+            // Nonces mostly arrive in order: the insert is at the end.
+            self.recent.insert(at, nonce);
         }
-        let back = self.highest - nonce;
-        let (word, bit) = ((back / 64) as usize, back % 64);
-        if let Some(w) = self.seen.get_mut(word) {
-            *w |= 1 << bit;
-        }
-    }
-
-    /// Moves the window up by `by` nonces: every remembered bit moves `by` places further back.
-    fn shift(&mut self, by: u64) {
-        if by >= NONCE_WINDOW {
-            self.seen = [0; WORDS];
-            return;
-        }
-        let words = (by / 64) as usize;
-        let bits = (by % 64) as u32;
-        let old = self.seen;
-        for (i, slot) in self.seen.iter_mut().enumerate() {
-            // Bit b of the new window is bit b - by of the old one.
-            let lower = i.checked_sub(words).and_then(|j| old.get(j)).copied();
-            let carry = i
-                .checked_sub(words + 1)
-                .and_then(|j| old.get(j))
-                .copied()
-                .unwrap_or(0);
-            *slot = match lower {
-                None => 0,
-                Some(w) if bits == 0 => w,
-                Some(w) => (w << bits) | (carry >> (64 - bits)),
-            };
+        if self.recent.len() > NONCE_WINDOW
+            && let Some(lowest) = self.recent.pop_front()
+        {
+            self.floor = Some(lowest);
         }
     }
 }
@@ -251,7 +219,7 @@ struct Bucket {
 /// What is remembered about one client.
 #[derive(Debug, Clone)]
 struct Peer {
-    nonces: Option<NonceWindow>,
+    nonces: NonceWindow,
     bucket: Bucket,
     last_seen_ms: u64,
 }
@@ -332,7 +300,7 @@ impl Admission {
         }
         let config = &self.config;
         let peer = self.peers.entry(*client).or_insert_with(|| Peer {
-            nonces: None,
+            nonces: NonceWindow::default(),
             bucket: Bucket {
                 milli_tokens: u64::from(config.burst).saturating_mul(TOKEN),
                 refilled_at_ms: now_ms,
@@ -341,11 +309,9 @@ impl Admission {
         });
         peer.last_seen_ms = peer.last_seen_ms.max(now_ms);
 
-        if let Some(nonces) = &peer.nonces {
-            nonces
-                .check(request.nonce)
-                .map_err(|m| refuse(QueryErrorKind::Replay, m))?;
-        }
+        peer.nonces
+            .check(request.nonce)
+            .map_err(|m| refuse(QueryErrorKind::Replay, m))?;
 
         // Refill, then take one token. A request refused later (price, credit) still costs its
         // token: those checks read the store, and a client must not probe them for free.
@@ -400,10 +366,7 @@ impl Admission {
             ));
         }
 
-        match &mut peer.nonces {
-            Some(nonces) => nonces.record(request.nonce),
-            None => peer.nonces = Some(NonceWindow::new(request.nonce)),
-        }
+        peer.nonces.record(request.nonce);
         Ok(())
     }
 
@@ -485,52 +448,72 @@ mod tests {
             let r = a.admit(&c, &request(n, NOW, 10), 1, NOW, 0, None);
             assert_eq!(kind(r), QueryErrorKind::Replay, "nonce {n}");
         }
-        // Below the window (5001 - 1024 = 3977 is the lowest remembered).
-        let err = a
-            .admit(&c, &request(3977, NOW, 10), 1, NOW, 0, None)
-            .unwrap_err();
-        assert!(err.message.contains("below the replay window"), "{err:?}");
-        a.admit(&c, &request(3978, NOW, 10), 1, NOW, 0, None)
-            .unwrap();
         // Nonces are per client.
         a.admit(&other, &request(5000, NOW, 10), 1, NOW, 0, None)
             .unwrap();
-        // A jump past the whole window forgets everything below it.
-        a.admit(&c, &request(1_000_000, NOW, 10), 1, NOW, 0, None)
-            .unwrap();
-        let r = a.admit(&c, &request(5002, NOW, 10), 1, NOW, 0, None);
+        // Far below the others, but never admitted: nothing was forgotten yet.
+        a.admit(&c, &request(7, NOW, 10), 1, NOW, 0, None).unwrap();
+        // The window holds the last NONCE_WINDOW admitted: 6 so far, then 1019 more pushes
+        // out the lowest (7), and everything at or below it is refused from then on.
+        for n in 6000..6000 + NONCE_WINDOW as u64 - 5 {
+            a.admit(&c, &request(n, NOW, 10), 1, NOW, 0, None).unwrap();
+        }
+        let err = a
+            .admit(&c, &request(6, NOW, 10), 1, NOW, 0, None)
+            .unwrap_err();
+        assert!(err.message.contains("below the replay window"), "{err:?}");
+        assert_eq!(
+            kind(a.admit(&c, &request(7, NOW, 10), 1, NOW, 0, None)),
+            QueryErrorKind::Replay
+        );
+        // Above the floor and never admitted: still fine; admitted ones still refused.
+        a.admit(&c, &request(8, NOW, 10), 1, NOW, 0, None).unwrap();
+        let r = a.admit(&c, &request(4000, NOW, 10), 1, NOW, 0, None);
         assert_eq!(kind(r), QueryErrorKind::Replay);
-        a.admit(&c, &request(999_999, NOW, 10), 1, NOW, 0, None)
-            .unwrap();
     }
 
     #[test]
-    fn the_window_shift_keeps_every_bit_across_words() {
-        // Compare against a plain set for a run of random-ish nonces.
-        let mut w = NonceWindow::new(100);
-        let mut seen = std::collections::BTreeSet::from([100u64]);
+    fn a_counter_shared_across_providers_is_not_a_replay() {
+        // A client spreading its queries over 100 providers: this one sees every 100th nonce,
+        // and one query that was sent early arrives after 500 later ones (50,000 nonces on).
+        let mut a = Admission::new(open());
+        let c = SecretKey::generate().public();
+        for k in 0..500u64 {
+            a.admit(&c, &request(1_000 + 100 * k, NOW, 10), 1, NOW, 0, None)
+                .unwrap();
+        }
+        a.admit(&c, &request(1_050, NOW, 10), 1, NOW, 0, None)
+            .unwrap();
+        let r = a.admit(&c, &request(1_050, NOW, 10), 1, NOW, 0, None);
+        assert_eq!(kind(r), QueryErrorKind::Replay);
+    }
+
+    #[test]
+    fn the_window_matches_a_plain_set_with_a_floor() {
+        // Random nonces against the rule stated plainly: refused when admitted before or at or
+        // below the highest forgotten one; the lowest is forgotten past NONCE_WINDOW.
+        let mut w = NonceWindow::default();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut floor: Option<u64> = None;
         let mut x: u64 = 12345;
-        for _ in 0..5000 {
+        for step in 0..20_000u64 {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            let n = 100 + (x >> 33) % 3000;
-            let expect_ok = if n > w.highest {
-                true
-            } else {
-                w.highest - n < NONCE_WINDOW && !seen.contains(&n)
-            };
-            assert_eq!(
-                w.check(n).is_ok(),
-                expect_ok,
-                "nonce {n}, highest {}",
-                w.highest
-            );
+            // Mostly rising, as a client's counter, with stragglers behind it.
+            let n = (step / 2 + (x >> 33) % 3000).saturating_sub(1500);
+            let expect_ok = !seen.contains(&n) && floor.is_none_or(|f| n > f);
+            assert_eq!(w.check(n).is_ok(), expect_ok, "nonce {n}, floor {floor:?}");
             if expect_ok {
                 w.record(n);
                 seen.insert(n);
+                if seen.len() > NONCE_WINDOW {
+                    floor = seen.pop_first();
+                }
             }
+            assert!(w.recent.len() <= NONCE_WINDOW);
         }
+        assert!(floor.is_some(), "the run never filled the window");
     }
 
     #[test]
