@@ -777,6 +777,27 @@ fn commit_then_reveal() {
     assert_eq!(hks[0].public(), v.public());
     let (uids, weights, salt) = (vec![1u16], vec![7u16], b"salt-1".to_vec());
     let hash = weights_commit_hash(&v.public(), 1, &uids, &weights, &salt).unwrap();
+    // As on the chain, registering sets `last_update`, and the rate limit counts from it.
+    let registered = l.state.subnet(1).unwrap().neurons[0].registered_at;
+    assert_eq!(
+        l.state.subnet(1).unwrap().neurons[0].last_update,
+        registered
+    );
+    assert_eq!(
+        l.run(
+            &v,
+            Call::CommitWeights {
+                netuid: 1,
+                commit_hash: hash,
+            }
+        ),
+        Err(TxError::WeightsRateLimited {
+            next: registered + 5
+        })
+    );
+    while l.state.height() + 1 < registered + 5 {
+        l.idle(1);
+    }
     let reveal = |salt: &[u8]| Call::RevealWeights {
         netuid: 1,
         uids: uids.clone(),
@@ -835,7 +856,9 @@ fn commit_then_reveal() {
     l.ok(&v, reveal(&salt));
     let n = &l.state.subnet(1).unwrap().neurons[0];
     assert_eq!(n.weights, vec![(1, 65535)], "stored max-upscaled");
-    assert_eq!(n.last_update, l.state.height());
+    // The reveal stores the row; `last_update` stays at the commit's block, as on the chain.
+    assert_eq!(n.weights_stored_at, Some(l.state.height()));
+    assert_eq!(n.last_update, commit.block);
     assert!(
         l.state
             .subnet(1)
@@ -1068,8 +1091,11 @@ fn a_commit_on_an_epoch_block_belongs_to_the_new_epoch() {
 }
 
 /// The anti-sniping scenario: validator `v` commits weights naming uid 2 before anyone holds it
-/// (commit `c0`), optionally commits again (`c1`), then miner `m2` registers as uid 2 and `v`
-/// reveals `c0`. Returns the ledger just after the epoch that closes the reveal epoch.
+/// (commit `c0`), optionally commits again (`c1`), then miner `m2` registers as uid 2, `v`
+/// commits `c2` and reveals `c0`. `c2` moves `v`'s `last_update` (a commit does, a reveal does
+/// not) past m2's registration, so the outdated-weight mask keeps `W[v][m2]`, and only a live
+/// commit older than the registration (`c1`) can mask it. Returns the ledger just after the epoch
+/// that closes the reveal epoch.
 fn sniping_scenario(commit_again: bool) -> (Ledger, SecretKey) {
     let (a, m) = (key(1), key(2));
     let mut l = Ledger::new(genesis(
@@ -1107,6 +1133,7 @@ fn sniping_scenario(commit_again: bool) -> (Ledger, SecretKey) {
     let m2 = register_many(&mut l, &m, 1, 31, 1).remove(0);
     let s = l.state.subnet(1).unwrap();
     assert_eq!(s.uids[&m2.public()], 2);
+    l.ok(&v, commit(b"c2"));
     l.ok(
         &v,
         Call::RevealWeights {
@@ -1121,7 +1148,7 @@ fn sniping_scenario(commit_again: bool) -> (Ledger, SecretKey) {
     assert!(s.neurons[0].last_update > s.neurons[2].registered_at);
     assert_eq!(
         s.weight_commits(&v.public()).len(),
-        usize::from(commit_again)
+        usize::from(commit_again) + 1
     );
     // The epoch closing k + 1.
     idle_until_epoch_block(&mut l, 1);

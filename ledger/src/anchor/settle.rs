@@ -133,7 +133,7 @@ pub struct WeightsLeaf {
     /// The setter's hotkey.
     pub hotkey: PublicKey,
     /// Block the weights were revealed or set.
-    pub last_update: u64,
+    pub stored_at: u64,
     /// The row as stored: (uid, weight) sorted by uid, max-upscaled to 65535.
     pub weights: Vec<(u16, u16)>,
 }
@@ -264,11 +264,12 @@ impl EpochSummary {
             .ok_or(SettleError::UnknownSubnet(subnet))?;
         let mut weights = Vec::new();
         for n in &before.neurons {
-            if !n.weights.is_empty() && n.last_update >= window.weights_from {
+            let stored_at = n.weights_stored_at.unwrap_or(0);
+            if !n.weights.is_empty() && stored_at >= window.weights_from {
                 weights.push(WeightsLeaf {
                     uid: n.uid,
                     hotkey: n.hotkey,
-                    last_update: n.last_update,
+                    stored_at,
                     weights: n.weights.clone(),
                 });
             }

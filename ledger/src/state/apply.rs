@@ -518,12 +518,16 @@ impl LedgerState {
         Ok((subnet, uid))
     }
 
+    /// `check_rate_limit`: `WeightsSetRateLimit` blocks since `LastUpdate` (registration, weight
+    /// set or commit), so a neuron also waits that long after it registers; `LastUpdate` 0 (never
+    /// set, the chain's storage default) passes.
     fn check_rate_limit(&self, subnet: &Subnet, uid: u16) -> Result<(), TxError> {
         let limit = subnet.hyperparameters.weights_set_rate_limit;
         if let Some(last) = subnet
             .neurons
             .get(usize::from(uid))
-            .and_then(|n| n.last_weights_tx)
+            .map(|n| n.last_update)
+            .filter(|&last| last != 0)
         {
             let next = last.saturating_add(limit);
             if self.height < next {
@@ -557,7 +561,7 @@ impl LedgerState {
         let n = self.neuron_mut(netuid, uid)?;
         n.weights = row;
         n.last_update = height;
-        n.last_weights_tx = Some(height);
+        n.weights_stored_at = Some(height);
         Ok(())
     }
 
@@ -592,8 +596,9 @@ impl LedgerState {
             .get_mut(&netuid)
             .ok_or(TxError::UnknownSubnet(netuid))?;
         subnet.weight_commits.insert(*hotkey, queue);
+        // The chain moves `LastUpdate` at the commit, not at the reveal.
         let n = self.neuron_mut(netuid, uid)?;
-        n.last_weights_tx = Some(height);
+        n.last_update = height;
         Ok(())
     }
 
@@ -652,7 +657,7 @@ impl LedgerState {
         }
         let n = self.neuron_mut(netuid, uid)?;
         n.weights = row;
-        n.last_update = height;
+        n.weights_stored_at = Some(height);
         Ok(())
     }
 }

@@ -77,10 +77,13 @@ pub struct Neuron {
     pub hotkey: PublicKey,
     /// Block its current occupant registered.
     pub registered_at: u64,
-    /// Block of its last weights (or registration).
+    /// The chain's `LastUpdate`: block of its registration, its last weight set or its last
+    /// commit (a reveal does not move it). The weights rate limit counts from it, and the epoch
+    /// reads it for activity and the outdated-weight mask.
     pub last_update: u64,
-    /// Block of its last weight set or commit, for the rate limit (`None`: never).
-    pub last_weights_tx: Option<u64>,
+    /// Block its current weight row was stored, by a weight set or a reveal (`None`: never). The
+    /// epoch's settlement anchors the rows stored within the epoch.
+    pub weights_stored_at: Option<u64>,
     /// Weight row as stored: sorted by uid, max-upscaled to 65535.
     pub weights: Vec<(u16, u16)>,
     /// Bond row from the last epoch.
@@ -110,7 +113,7 @@ impl Neuron {
             hotkey,
             registered_at: block,
             last_update: block,
-            last_weights_tx: None,
+            weights_stored_at: None,
             weights: Vec::new(),
             bonds: Vec::new(),
             validator_permit: false,
@@ -226,7 +229,7 @@ pub struct MetagraphRow {
     pub validator_permit: bool,
     /// Block of registration.
     pub registered_at: u64,
-    /// Block of the last weights.
+    /// The chain's `LastUpdate`: block of registration, last weight set or last commit.
     pub last_update: u64,
 }
 

@@ -348,8 +348,11 @@ pub struct ChainView {
     pub rate_limit: u64,
     /// Blocks per epoch.
     pub tempo: u64,
-    /// Block of our last weights or commit transaction.
-    pub last_weights_tx: Option<u64>,
+    /// Our `last_update` on the ledger: block of our registration, last weight set or last
+    /// commit (the rate limit counts from it).
+    pub last_update: u64,
+    /// Block we registered.
+    pub registered_at: u64,
     /// Our newest commit on the ledger (the queue's last; this validator keeps one pending at a
     /// time): hash (hex) and reveal epoch.
     pub commit: Option<(String, u64)>,
@@ -370,7 +373,8 @@ impl ChainView {
             commit_reveal: hyper.commit_reveal_enabled,
             rate_limit: hyper.weights_set_rate_limit,
             tempo: u64::from(hyper.tempo),
-            last_weights_tx: neuron.last_weights_tx,
+            last_update: neuron.last_update,
+            registered_at: neuron.registered_at,
             commit: subnet
                 .weight_commits(hotkey)
                 .last()
@@ -412,10 +416,17 @@ pub fn plan(view: &ChainView, pending: Option<&PendingCommit>, interval: u64) ->
         };
     }
     let interval = if interval == 0 { view.tempo } else { interval };
-    let gap = interval.max(view.rate_limit);
-    let due = view
-        .last_weights_tx
-        .is_none_or(|last| view.height >= last.saturating_add(gap));
+    // The ledger's rate limit counts from `last_update` (0 passes, as on the chain). Our own
+    // interval counts from our last weights transaction, which `last_update` is unless it still
+    // holds the registration block: then only the rate limit applies.
+    let last = view.last_update;
+    let sent_since_registering = last != view.registered_at;
+    let wait = if sent_since_registering {
+        interval.max(view.rate_limit)
+    } else {
+        view.rate_limit
+    };
+    let due = last == 0 || view.height >= last.saturating_add(wait);
     match (due, view.commit_reveal) {
         (false, _) => Plan::Wait,
         (true, true) => Plan::Commit,
@@ -602,7 +613,8 @@ mod tests {
             commit_reveal: true,
             rate_limit: 5,
             tempo: 10,
-            last_weights_tx: None,
+            last_update: 90,
+            registered_at: 90,
             commit: None,
         }
     }
@@ -612,9 +624,15 @@ mod tests {
         let pending = PendingCommit::new(&key(1), 1, vec![1, 2], vec![65535, 3]).unwrap();
         // Nothing yet: commit.
         assert_eq!(plan(&view(), None, 0), Plan::Commit);
+        // Registered 3 blocks ago: the ledger's rate limit (5) counts from registration.
+        let mut v = view();
+        (v.last_update, v.registered_at) = (97, 97);
+        assert_eq!(plan(&v, None, 0), Plan::Wait);
+        v.height = 102;
+        assert_eq!(plan(&v, None, 0), Plan::Commit);
         // Committed in epoch 9 for epoch 10: wait, then reveal, then it expires.
         let mut v = view();
-        v.last_weights_tx = Some(99);
+        v.last_update = 99;
         v.commit = Some((pending.hash.clone(), 10));
         assert_eq!(plan(&v, Some(&pending), 0), Plan::Wait);
         v.epoch = 10;
