@@ -91,7 +91,7 @@ pub fn ledger_genesis_json() -> String {
     format!(
         r#"{{"accounts": {{"{cold}": 1000000000000000, "{client}": 5000000000}},
  "params": {{"subnet_lock_cost": 100000000000}},
- "subnets": [{{"owner": "{cold}", "hyperparameters": {{"tempo": 10}}}}]}}"#,
+ "subnets": [{{"owner": "{cold}", "hyperparameters": {{"tempo": 10, "weights_set_rate_limit": 0}}}}]}}"#,
         cold = coldkey().public().to_hex(),
         client = client().public().to_hex(),
     )
