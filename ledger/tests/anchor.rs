@@ -3,6 +3,8 @@
 //! proofs (valid ones pass, every kind of tampering fails), the journal (torn tails repaired at every
 //! cut, damage before the end and chain breaks refused) and no panic on random input.
 
+mod common;
+
 use agora_ledger::anchor::record::{ANCHOR_VERSION, FIRST_PREV_HASH};
 use agora_ledger::anchor::{
     AnchorRecord, EpochSummary, InclusionProof, Journal, JournalError, ProofError, ProveError,
@@ -14,9 +16,8 @@ use agora_ledger::state::{
     hotkey_binding_proof, sign_tx,
 };
 use agora_ledger::store::{ReceiptStore, StoreError};
-use agora_protocols::{
-    ContentId, ProviderReceipt, PublicKey, Receipt, ReceiptBody, SecretKey, Task,
-};
+use agora_protocols::{ContentId, PublicKey, Receipt, SecretKey};
+use common::{full, half};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -129,30 +130,6 @@ impl Ledger {
 }
 
 // ---- receipts -------------------------------------------------------------------------------------
-
-fn half(n: u64, subnet: u16, price: u64) -> ProviderReceipt {
-    let (client, provider) = (key(2), key(3));
-    let body = ReceiptBody {
-        version: agora_protocols::receipt::RECEIPT_VERSION,
-        query_id: ContentId::of_payload(&n.to_le_bytes()),
-        subnet,
-        task: Task::Embed,
-        model: "all-minilm-l6-v2".into(),
-        input_hash: ContentId::of_payload(b"in"),
-        output_hash: ContentId::of_payload(b"out"),
-        price,
-        client: client.public(),
-        provider: provider.public(),
-        nonce: n,
-        requested_at_ms: 1_700_000_000_000,
-        answered_at_ms: 1_700_000_000_010,
-    };
-    ProviderReceipt::sign(body, &provider).unwrap()
-}
-
-fn full(n: u64, subnet: u16, price: u64) -> Receipt {
-    half(n, subnet, price).countersign(&key(2)).unwrap()
-}
 
 fn store_with(dir: &Path, receipts: &[Receipt]) -> ReceiptStore {
     let store = ReceiptStore::open(&dir.join("receipts.redb")).unwrap();

@@ -4,6 +4,8 @@
 //! anchors built from a replay of the log from genesis ([`replay_to`]); it never holds more states
 //! than asked; and after a restart it keeps states only for epochs not settled yet.
 
+mod common;
+
 use agora_ledger::anchor::settle::{EpochSnapshots, catch_up_keeping};
 use agora_ledger::anchor::{Journal, SignedAnchor, epoch_window, replay_to, settle};
 use agora_ledger::balances::{Genesis, UNITS_PER_TOKEN};
@@ -13,9 +15,8 @@ use agora_ledger::state::{
     hotkey_binding_proof, sign_tx,
 };
 use agora_ledger::store::ReceiptStore;
-use agora_protocols::{
-    ContentId, ProviderReceipt, PublicKey, Receipt, ReceiptBody, SecretKey, Task,
-};
+use agora_protocols::{PublicKey, SecretKey};
+use common::full;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -135,29 +136,6 @@ impl Writer {
     }
 }
 
-fn receipt(n: u64, price: u64) -> Receipt {
-    let (client, provider) = (key(2), key(3));
-    let body = ReceiptBody {
-        version: agora_protocols::receipt::RECEIPT_VERSION,
-        query_id: ContentId::of_payload(&n.to_le_bytes()),
-        subnet: SUBNET,
-        task: Task::Embed,
-        model: "all-minilm-l6-v2".into(),
-        input_hash: ContentId::of_payload(b"in"),
-        output_hash: ContentId::of_payload(b"out"),
-        price,
-        client: client.public(),
-        provider: provider.public(),
-        nonce: n,
-        requested_at_ms: 1_700_000_000_000,
-        answered_at_ms: 1_700_000_000_010,
-    };
-    ProviderReceipt::sign(body, &provider)
-        .unwrap()
-        .countersign(&client)
-        .unwrap()
-}
-
 /// A receipt store and anchor journal of one anchorer.
 struct Book {
     store: ReceiptStore,
@@ -234,7 +212,7 @@ fn settling_from_kept_states_gives_the_anchors_of_a_replay_from_genesis() {
         }
         writer.idle(u64::from(step * 7 % 11));
         for _ in 0..step % 4 {
-            let r = receipt(n, 100 + n);
+            let r = full(n, SUBNET, 100 + n);
             from_kept.store.put_receipt(&r).unwrap();
             from_replay.store.put_receipt(&r).unwrap();
             n += 1;
